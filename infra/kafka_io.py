@@ -1,0 +1,124 @@
+"""kafka-python helpers: a keyed producer, exact end offsets, and bounded partition reads.
+
+Tansu under-reports ListOffsets(LATEST) (last batch base offset + 1), so end offsets are taken from
+the high watermark of a fetch response instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def make_producer(bootstrap: str, client_id: str = "gluteflow", **overrides) -> KafkaProducer:
+    """Producer with acks=all, retries and batching; keys and values are bytes."""
+    config = dict(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        retries=10,
+        linger_ms=20,
+        batch_size=1024 * 1024,
+        max_request_size=MAX_MESSAGE_BYTES,
+        max_in_flight_requests_per_connection=1,
+    )
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def make_consumer(bootstrap: str, client_id: str = "gluteflow-reader", **overrides) -> KafkaConsumer:
+    """Consumer for explicit assignment (no group join: instant on Tansu); offsets managed by the caller."""
+    config = dict(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        max_poll_records=5000,
+    )
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+def partitions_of(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic} not found")
+        consumer.topics()  # refresh metadata
+        time.sleep(0.05)
+
+
+def end_offsets(bootstrap: str, topic: str, consumer: KafkaConsumer | None = None) -> dict[int, int]:
+    """Exact end offset (high watermark) per partition, from a fetch response."""
+    own = consumer is None
+    consumer = consumer or make_consumer(bootstrap, max_poll_records=1, fetch_max_bytes=1024)
+    try:
+        parts = [TopicPartition(topic, p) for p in partitions_of(consumer, topic)]
+        consumer.assign(parts)
+        beginnings = consumer.beginning_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, beginnings[tp])
+        result: dict[int, int] = {}
+        deadline = time.monotonic() + 15.0
+        while len(result) < len(parts) and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200, max_records=1)
+            for tp in parts:
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    result[tp.partition] = hw
+        missing = [tp.partition for tp in parts if tp.partition not in result]
+        if missing:
+            raise RuntimeError(f"no high watermark for {topic} partitions {missing}")
+        return result
+    finally:
+        if own:
+            consumer.close()
+
+
+def read_partition(
+    consumer: KafkaConsumer, topic: str, partition: int, start: int, stop: int
+) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """Yield (offset, key, value) for offsets in [start, stop) of one partition."""
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    position = start
+    idle_polls = 0
+    while position < stop:
+        batch = consumer.poll(timeout_ms=500)
+        records = batch.get(tp, [])
+        if not records:
+            idle_polls += 1
+            if idle_polls > 60:
+                raise RuntimeError(f"{topic}[{partition}] stalled at offset {position} before {stop}")
+            continue
+        idle_polls = 0
+        for rec in records:
+            if rec.offset >= stop:
+                return
+            position = rec.offset + 1
+            yield rec.offset, rec.key, rec.value
+
+
+def topic_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
+    """Messages currently in each topic (sum over partitions of end - beginning)."""
+    consumer = make_consumer(bootstrap, max_poll_records=1, fetch_max_bytes=1024)
+    try:
+        out = {}
+        for name in topics:
+            ends = end_offsets(bootstrap, name, consumer)
+            begins = consumer.beginning_offsets([TopicPartition(name, p) for p in ends])
+            out[name] = sum(ends[p] - begins[TopicPartition(name, p)] for p in ends)
+        return out
+    finally:
+        consumer.close()

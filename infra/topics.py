@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import yaml
 
 TOPICS_FILE = Path(__file__).with_name("topics.yaml")
+#: optional namespace put before every topic name (tests use one per test on a shared broker)
+ENV_TOPIC_PREFIX = "GLUTEFLOW_TOPIC_PREFIX"
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,13 @@ def declared() -> dict[str, TopicSpec]:
     return {key: TopicSpec(key=key, **spec) for key, spec in doc["topics"].items()}
 
 
+def prefix() -> str:
+    return os.environ.get(ENV_TOPIC_PREFIX, "")
+
+
 def topic(key: str) -> str:
-    """Topic name for a logical key."""
-    return declared()[key].name
+    """Topic name for a logical key, with the ``GLUTEFLOW_TOPIC_PREFIX`` namespace if set."""
+    return prefix() + declared()[key].name
 
 
 def apply(bootstrap: str) -> dict[str, str]:
@@ -48,23 +55,24 @@ def apply(bootstrap: str) -> dict[str, str]:
         existing = set(admin.list_topics())
         result: dict[str, str] = {}
         for spec in declared().values():
-            if spec.name in existing:
-                result[spec.name] = "exists"
+            name = topic(spec.key)
+            if name in existing:
+                result[name] = "exists"
                 continue
             try:
                 admin.create_topics(
                     [
                         NewTopic(
-                            name=spec.name,
+                            name=name,
                             num_partitions=spec.partitions,
                             replication_factor=1,
                             topic_configs=spec.configs,
                         )
                     ]
                 )
-                result[spec.name] = "created"
+                result[name] = "created"
             except TopicAlreadyExistsError:
-                result[spec.name] = "exists"
+                result[name] = "exists"
         return result
     finally:
         admin.close()

@@ -1,0 +1,23 @@
+"""Shared CLI plumbing: the data directory, the console, and readable errors."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from infra.settings import Paths
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def paths_from(ctx: typer.Context) -> Paths:
+    """The data directory chosen by ``--data-dir`` / ``GLUTEFLOW_DATA_DIR`` (default ./data)."""
+    root = ctx.find_root()
+    return Paths.resolve((root.obj or {}).get("data_dir")).ensure()
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)

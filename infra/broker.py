@@ -161,7 +161,9 @@ def start(paths: Paths, timeout_s: float = 30.0) -> BrokerInfo:
     info = BrokerInfo(bootstrap=bootstrap, pid=proc.pid, started_at=time.time(), log_file=str(log_file))
     try:
         wait_until(
-            lambda: proc.poll() is None and answers_metadata(bootstrap, 1.0) or _raise_if_exited(proc, log_file),
+            lambda: (
+                proc.poll() is None and answers_metadata(bootstrap, 1.0) or _raise_if_exited(proc, log_file)
+            ),
             timeout_s,
             0.1,
             f"Tansu on {bootstrap} to answer Kafka metadata",

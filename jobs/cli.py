@@ -22,7 +22,10 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     data_dir: str = typer.Option(
-        None, "--data-dir", envvar=ENV_DATA_DIR, help="Root of every output (lake, catalog, reports). Default ./data"
+        None,
+        "--data-dir",
+        envvar=ENV_DATA_DIR,
+        help="Root of every output (lake, catalog, reports). Default ./data",
     ),
 ) -> None:
     ctx.obj = {"data_dir": data_dir}

@@ -91,7 +91,9 @@ def write_partitioned(
             mask = cond if mask is None else pc.and_(mask, cond)
         part = table.filter(mask).drop_columns(list(partition_cols))
         written.append(
-            write_file_atomic(part, partition_dir(table_dir, {c: row[c] for c in partition_cols}) / file_name, sort_by)
+            write_file_atomic(
+                part, partition_dir(table_dir, {c: row[c] for c in partition_cols}) / file_name, sort_by
+            )
         )
     return written
 
@@ -101,14 +103,20 @@ def replace_partition(
 ) -> Path:
     """Make ``table`` the whole content of one partition (one file ``part-0.parquet``; other files removed)."""
     pdir = partition_dir(table_dir, partition)
-    target = write_file_atomic(table.drop_columns([c for c in partition if c in table.column_names]), pdir / "part-0.parquet", sort_by)
+    target = write_file_atomic(
+        table.drop_columns([c for c in partition if c in table.column_names]),
+        pdir / "part-0.parquet",
+        sort_by,
+    )
     for other in pdir.glob("*.parquet"):
         if other != target:
             other.unlink(missing_ok=True)
     return target
 
 
-def dataset(table_dir: Path, schema: pa.Schema | None = None, partition_cols: Iterable[str] = ("date",)) -> ds.Dataset:
+def dataset(
+    table_dir: Path, schema: pa.Schema | None = None, partition_cols: Iterable[str] = ("date",)
+) -> ds.Dataset:
     """A pyarrow dataset over a hive-partitioned table, partition columns typed from ``schema``."""
     part_fields = [
         schema.field(c) if schema is not None and c in schema.names else pa.field(c, pa.string())

@@ -96,7 +96,9 @@ def _sensor_block_from_record(rec: dict[str, Any], version: int) -> SensorBlock:
     units: dict[str, str] = {}
     for ch in rec.pop("channels"):
         if len(ch["data"]) % 4:
-            raise DecodeError("length_mismatch", f"channel {ch['name']} has {len(ch['data'])} bytes, not float32s")
+            raise DecodeError(
+                "length_mismatch", f"channel {ch['name']} has {len(ch['data'])} bytes, not float32s"
+            )
         channels[ch["name"]] = np.frombuffer(ch["data"], dtype="<f4")
         units[ch["name"]] = ch["unit"]
     return SensorBlock(channels=channels, units=units, schema_version=version, **rec)

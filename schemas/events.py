@@ -89,11 +89,7 @@ class SensorBlock:
     schema_version: int = field(default_factory=lambda: latest_version("sensor_block"))
 
     def header_dict(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name)
-            for name in field_names("sensor_block")
-            if name != "channels"
-        }
+        return {name: getattr(self, name) for name in field_names("sensor_block") if name != "channels"}
 
     @property
     def key(self) -> bytes:

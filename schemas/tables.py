@@ -26,13 +26,17 @@ STRIDES = pa.schema(
         pa.field("cadence_spm", pa.float64()),  # steps/min = 120 / stride_time_s
         pa.field("ground_contact_time_ms", pa.float64()),
         pa.field("swing_time_ms", pa.float64()),
-        pa.field("flight_time_ms", pa.float64()),  # this foot's TC to the other foot's IC; null without both feet
+        pa.field(
+            "flight_time_ms", pa.float64()
+        ),  # this foot's TC to the other foot's IC; null without both feet
         pa.field("duty_factor", pa.float64()),  # contact / stride time
         pa.field("peak_impact_m_s2", pa.float64()),
         pa.field("foot_strike_angle_deg", pa.float64()),  # + = heel strike; overstride proxy
         pa.field("vertical_oscillation_mm", pa.float64()),  # pelvis IMU; null without it
         pa.field("pelvic_drop_deg", pa.float64()),  # contralateral pelvic drop in this foot's stance
-        pa.field("glute_max_act_norm", pa.float64()),  # EMG mean envelope / runner reference (1.0 = reference)
+        pa.field(
+            "glute_max_act_norm", pa.float64()
+        ),  # EMG mean envelope / runner reference (1.0 = reference)
         pa.field("glute_med_act_norm", pa.float64()),
         pa.field("hamstrings_act_norm", pa.float64()),
         pa.field("gastrocnemius_act_norm", pa.float64()),
@@ -110,7 +114,9 @@ RUNNERS = pa.schema(
 #: grain: one row per rejected input
 DEAD_LETTERS = pa.schema(
     [
-        pa.field("dead_letter_id", pa.string(), nullable=False),  # deterministic: source coordinates or content hash
+        pa.field(
+            "dead_letter_id", pa.string(), nullable=False
+        ),  # deterministic: source coordinates or content hash
         pa.field("reason", pa.string(), nullable=False),
         pa.field("detail", pa.string(), nullable=False),
         pa.field("stage", pa.string(), nullable=False),

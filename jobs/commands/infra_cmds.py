@@ -10,7 +10,9 @@ from jobs.console import console, fail, paths_from
 
 
 def register(app: typer.Typer) -> None:
-    broker_app = typer.Typer(help="Start, inspect and stop the embedded Kafka broker (Tansu).", no_args_is_help=True)
+    broker_app = typer.Typer(
+        help="Start, inspect and stop the embedded Kafka broker (Tansu).", no_args_is_help=True
+    )
     topics_app = typer.Typer(help="Declared Kafka topics (infra/topics.yaml).", no_args_is_help=True)
     app.add_typer(broker_app, name="broker")
     app.add_typer(topics_app, name="topics")

@@ -1,0 +1,211 @@
+"""Validation at the door: one validator for every producer and for the stream job.
+
+``check(event)`` returns ``None`` for a valid event or a :class:`Rejection` whose ``reason`` is a
+dead-letter reason code (see schemas/README.md). Checks: required fields, types, ranges, sampling
+rate, array lengths, finite samples, timestamps not far in the future, sequence numbers >= 0.
+Per-device sequence continuity (duplicates, gaps) is tracked by :class:`SequenceTracker`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from schemas.events import (
+    SAMPLE_RATE_RANGE_HZ,
+    SENSOR_CHANNELS,
+    DeadLetter,
+    Event,
+    RunnerProfile,
+    SensorBlock,
+    SessionMarker,
+    WatchRecord,
+)
+
+#: how far ahead of the validator's clock an event time may be (device clock skew), microseconds
+MAX_FUTURE_US = 24 * 3600 * 1_000_000
+#: events before this are rejected as implausible (2000-01-01T00:00:00Z)
+MIN_TIME_US = 946_684_800 * 1_000_000
+MAX_BLOCK_SAMPLES = 60_000
+
+#: inclusive physical ranges for watch-record fields (unit in the name)
+WATCH_RANGES: dict[str, tuple[float, float]] = {
+    "heart_rate_bpm": (25, 250),
+    "speed_m_s": (0.0, 15.0),
+    "distance_m": (0.0, 1_000_000.0),
+    "cadence_spm": (0.0, 300.0),
+    "ground_contact_time_ms": (50.0, 2000.0),
+    "ground_contact_balance_left_pct": (0.0, 100.0),
+    "vertical_oscillation_mm": (0.0, 400.0),
+    "vertical_ratio_pct": (0.0, 50.0),
+    "step_length_mm": (0.0, 4000.0),
+    "power_w": (0.0, 3000.0),
+    "altitude_m": (-500.0, 9000.0),
+    "latitude_deg": (-90.0, 90.0),
+    "longitude_deg": (-180.0, 180.0),
+}
+#: plausible raw sample ranges per unit (IMU saturation limits, EMG envelope)
+SAMPLE_RANGES: dict[str, tuple[float, float]] = {
+    "m/s^2": (-16 * 9.81 * 2, 16 * 9.81 * 2),
+    "deg/s": (-4000.0, 4000.0),
+    "uV": (0.0, 10_000.0),
+}
+
+REASONS: dict[str, str] = {
+    "bad_header": "bytes are not a gluteflow message",
+    "unknown_schema": "unknown message kind or schema version",
+    "decode_error": "body does not decode with its declared schema",
+    "missing_field": "a required field is empty",
+    "bad_type": "a field has the wrong type",
+    "out_of_range": "a value is outside its physical range",
+    "bad_sample_rate": "sampling rate outside the sensor's range",
+    "length_mismatch": "channel arrays disagree with n_samples or each other",
+    "bad_channels": "channels missing or unknown for the sensor kind",
+    "non_finite": "NaN or infinite sample values",
+    "future_timestamp": "event time too far in the future",
+    "stale_timestamp": "event time before 2000-01-01",
+    "bad_sequence": "negative sequence number",
+    "late": "arrived after the allowed lateness",
+    "corrupt_file": "an uploaded file could not be decoded",
+}
+
+
+class Rejection(NamedTuple):
+    reason: str
+    detail: str
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _common(event: Event, time_us: int | None, now_us: int) -> Rejection | None:
+    for name in ("runner_id", "device_id", "session_id"):
+        value = getattr(event, name, None)
+        if not isinstance(value, str) or not value.strip():
+            return Rejection("missing_field", f"{name} is empty")
+    seq = getattr(event, "seq", None)
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return Rejection("bad_type", f"seq must be an int, got {type(seq).__name__}")
+    if seq < 0:
+        return Rejection("bad_sequence", f"seq {seq} < 0")
+    if time_us is not None:
+        if not isinstance(time_us, int):
+            return Rejection("bad_type", f"time must be int microseconds, got {type(time_us).__name__}")
+        if time_us > now_us + MAX_FUTURE_US:
+            ahead_h = (time_us - now_us) / 3.6e9
+            return Rejection("future_timestamp", f"event time is {ahead_h:.1f} h ahead of now")
+        if time_us < MIN_TIME_US:
+            return Rejection("stale_timestamp", f"event time {time_us} us is before 2000-01-01")
+    return None
+
+
+def _check_block(b: SensorBlock) -> Rejection | None:
+    expected = SENSOR_CHANNELS.get(b.sensor)
+    if expected is None:
+        return Rejection("bad_channels", f"unknown sensor kind {b.sensor!r}")
+    if b.side not in ("left", "right", "center"):
+        return Rejection("out_of_range", f"side {b.side!r}")
+    lo, hi = SAMPLE_RATE_RANGE_HZ[b.sensor]
+    if not isinstance(b.sample_rate_hz, (int, float)) or not (lo <= b.sample_rate_hz <= hi):
+        return Rejection("bad_sample_rate", f"{b.sensor} at {b.sample_rate_hz} Hz, allowed {lo:g}-{hi:g} Hz")
+    if not (1 <= b.n_samples <= MAX_BLOCK_SAMPLES):
+        return Rejection("out_of_range", f"n_samples {b.n_samples} outside 1-{MAX_BLOCK_SAMPLES}")
+    missing = set(expected) - set(b.channels)
+    unknown = set(b.channels) - set(expected)
+    if missing or unknown:
+        return Rejection("bad_channels", f"{b.sensor}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    for name, arr in b.channels.items():
+        if len(arr) != b.n_samples:
+            return Rejection(
+                "length_mismatch", f"channel {name} has {len(arr)} samples, n_samples={b.n_samples}"
+            )
+        if b.units.get(name) != expected[name]:
+            return Rejection(
+                "out_of_range", f"channel {name} unit {b.units.get(name)!r}, expected {expected[name]!r}"
+            )
+        a = np.asarray(arr, dtype=np.float32)
+        if not np.isfinite(a).all():
+            return Rejection(
+                "non_finite", f"channel {name} has {int((~np.isfinite(a)).sum())} non-finite samples"
+            )
+        s_lo, s_hi = SAMPLE_RANGES[expected[name]]
+        if a.size and (a.min() < s_lo or a.max() > s_hi):
+            return Rejection(
+                "out_of_range",
+                f"channel {name} range [{a.min():.4g}, {a.max():.4g}] outside [{s_lo:g}, {s_hi:g}]",
+            )
+    return None
+
+
+def _check_watch(r: WatchRecord) -> Rejection | None:
+    for name, (lo, hi) in WATCH_RANGES.items():
+        value = getattr(r, name)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return Rejection("bad_type", f"{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value) or not (lo <= value <= hi):
+            return Rejection("out_of_range", f"{name}={value} outside {lo:g}-{hi:g}")
+    return None
+
+
+def check(event: Event, *, now_us: int | None = None) -> Rejection | None:
+    """Validate one decoded event; ``None`` when it is acceptable."""
+    now_us = _now_us() if now_us is None else now_us
+    if isinstance(event, SensorBlock):
+        return _common(event, event.start_time_us, now_us) or _check_block(event)
+    if isinstance(event, WatchRecord):
+        return _common(event, event.timestamp_us, now_us) or _check_watch(event)
+    if isinstance(event, SessionMarker):
+        bad = _common(event, event.timestamp_us, now_us)
+        if bad:
+            return bad
+        if event.marker not in ("start", "end"):
+            return Rejection("out_of_range", f"marker {event.marker!r}")
+        if event.total_elapsed_s is not None and not (0 <= event.total_elapsed_s <= 7 * 86400):
+            return Rejection("out_of_range", f"total_elapsed_s={event.total_elapsed_s}")
+        return None
+    if isinstance(event, RunnerProfile):
+        bad = _common(event, event.updated_at_us, now_us)
+        if bad:
+            return bad
+        if not event.cohort or not event.time_zone:
+            return Rejection("missing_field", "cohort and time_zone are required")
+        for name in ("resting_hr_bpm", "max_hr_bpm"):
+            v = getattr(event, name)
+            if v is not None and not (25 <= v <= 250):
+                return Rejection("out_of_range", f"{name}={v} outside 25-250")
+        return None
+    if isinstance(event, DeadLetter):
+        return None
+    return Rejection("unknown_schema", f"not a gluteflow event: {type(event).__name__}")
+
+
+@dataclass
+class SequenceTracker:
+    """Per-device sequence bookkeeping: duplicates, gaps and out-of-order arrivals.
+
+    ``observe(device_id, seq)`` returns ``"new"``, ``"duplicate"`` (seen before) or
+    ``"out_of_order"`` (new but lower than the highest seen). ``gaps`` counts missing numbers.
+    """
+
+    seen: dict[str, set[int]] = field(default_factory=dict)
+    highest: dict[str, int] = field(default_factory=dict)
+
+    def observe(self, device_id: str, seq: int) -> str:
+        seen = self.seen.setdefault(device_id, set())
+        if seq in seen:
+            return "duplicate"
+        seen.add(seq)
+        top = self.highest.get(device_id, -1)
+        self.highest[device_id] = max(top, seq)
+        return "out_of_order" if seq < top else "new"
+
+    @property
+    def gaps(self) -> int:
+        return sum(self.highest[d] + 1 - len(s) for d, s in self.seen.items())

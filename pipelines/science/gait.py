@@ -89,7 +89,7 @@ class GaitDetectionParams:
 
     segmentation_cutoff_hz: float = 6.0
     min_swing_gyr_deg_s: float = 80.0
-    relative_swing_depth: float = 0.3
+    relative_swing_depth: float = 0.2
     min_stride_time_s: float = 0.35
     max_swing_to_ic_s: float = 0.5
     max_tc_to_swing_s: float = 0.6

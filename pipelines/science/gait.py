@@ -52,6 +52,7 @@ running.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -139,10 +140,14 @@ class GaitEvents:
         return np.asarray(getattr(self, name), dtype=float) / self.sample_rate_hz
 
 
+@lru_cache(maxsize=64)
+def _butter_lowpass(cutoff_hz: float, fs: float) -> np.ndarray:
+    return signal.butter(2, min(cutoff_hz, 0.45 * fs), btype="low", fs=fs, output="sos")
+
+
 def _lowpass(x: np.ndarray, cutoff_hz: float, fs: float) -> np.ndarray:
-    cutoff = min(cutoff_hz, 0.45 * fs)
-    sos = signal.butter(2, cutoff, btype="low", fs=fs, output="sos")
-    return signal.sosfiltfilt(sos, x)
+    """Zero-phase 2nd-order Butterworth low-pass (no time shift of peaks or zero crossings)."""
+    return signal.sosfiltfilt(_butter_lowpass(float(cutoff_hz), float(fs)), x)
 
 
 def _fill_nan(x: np.ndarray) -> np.ndarray:
@@ -163,11 +168,11 @@ def _parabolic_peak(x: np.ndarray, i: int) -> float:
     """Sub-sample position of the extremum at ``i`` from a parabola through ``x[i-1], x[i], x[i+1]``."""
     if i <= 0 or i >= len(x) - 1:
         return float(i)
-    a, b, c = x[i - 1], x[i], x[i + 1]
+    a, b, c = float(x[i - 1]), float(x[i]), float(x[i + 1])
     den = a - 2.0 * b + c
-    if den == 0:
+    if den == 0.0:
         return float(i)
-    return float(i + np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+    return i + min(0.5, max(-0.5, 0.5 * (a - c) / den))
 
 
 def _find_swings(gyr_sag: np.ndarray, fs: float, p: GaitDetectionParams) -> np.ndarray:
@@ -185,17 +190,23 @@ def _find_swings(gyr_sag: np.ndarray, fs: float, p: GaitDetectionParams) -> np.n
     return peaks[keep]
 
 
-def _find_ic(gyr: np.ndarray, start: int, stop: int) -> float:
-    """First negative -> positive zero crossing of ``gyr`` in ``[start, stop)``, linearly interpolated."""
-    seg = gyr[start:stop]
-    if len(seg) < 2:
-        return np.nan
-    idx = np.flatnonzero((seg[:-1] < 0) & (seg[1:] >= 0))
-    if len(idx) == 0:
-        return np.nan
-    i = idx[0]
-    a, b = seg[i], seg[i + 1]
-    return float(start + i + (-a) / (b - a))
+def _find_ic(gyr: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """First negative -> positive zero crossing of ``gyr`` in each ``[start, stop)``, linearly interpolated.
+
+    With ``gyr[i] < 0 <= gyr[i + 1]`` the crossing is at ``i + (-gyr[i]) / (gyr[i + 1] - gyr[i])``.
+    """
+    up = np.flatnonzero((gyr[:-1] < 0) & (gyr[1:] >= 0))
+    out = np.full(len(starts), np.nan)
+    if len(up) == 0:
+        return out
+    j = np.searchsorted(up, starts, side="left")
+    has = j < len(up)
+    i = up[np.minimum(j, len(up) - 1)]
+    has &= i + 1 < stops
+    i = i[has]
+    a, b = gyr[i], gyr[i + 1]
+    out[has] = i + (-a) / (b - a)
+    return out
 
 
 def detect_gait_events(
@@ -256,18 +267,17 @@ def detect_gait_events(
             empty, empty, empty, empty, empty, np.empty(0, bool), np.empty(0, object), fs, empty, empty
         )
 
-    gyr_norm = np.linalg.norm(gyr_f, axis=1)
+    gyr_norm = np.sqrt(np.einsum("ij,ij->i", gyr_f, gyr_f))
     still = uniform_filter1d(gyr_norm, size=max(1, int(round(p.still_window_s * fs))), mode="nearest")
 
     n_sw = len(swings)
-    ic = np.full(n_sw, np.nan)  # IC after swing k
     tc = np.full(n_sw, np.nan)  # TC before swing k
     ms = np.full(n_sw, np.nan)  # mid-stance before TC k
     max_ic = int(round(p.max_swing_to_ic_s * fs))
     max_tc = int(round(p.max_tc_to_swing_s * fs))
-    for k, s in enumerate(swings):
-        stop = min(n, s + max_ic, swings[k + 1] if k + 1 < n_sw else n)
-        ic[k] = _find_ic(sag, int(s), int(stop))
+    stops = np.minimum(np.minimum(swings + max_ic, n), np.append(swings[1:], n))
+    ic = _find_ic(sag, swings, stops)
+    for k, s in enumerate(swings.tolist()):
         lo = max(0, s - max_tc)
         if k > 0:
             prev = ic[k - 1] if np.isfinite(ic[k - 1]) else swings[k - 1]
@@ -287,25 +297,26 @@ def detect_gait_events(
     s_sw = swings[1:].astype(float)
     s_next = ic[1:]
     n_st = len(s_ic)
-    ok = np.ones(n_st, dtype=bool)
-    reasons = np.empty(n_st, dtype=object)
-    cum_gap = np.concatenate([[0], np.cumsum(gap)])
-    for k in range(n_st):
-        r = []
-        ev = np.array([s_ic[k], s_ms[k], s_tc[k], s_sw[k], s_next[k]])
-        if not np.isfinite(ev).all():
-            r.append("missing_event")
-        else:
-            if not np.all(np.diff(ev) > 0):
-                r.append("event_order")
-            a, b = int(np.floor(ev[0])), int(np.ceil(ev[-1])) + 1
-            if cum_gap[min(b, n)] - cum_gap[max(a, 0)] > 0:
-                r.append("data_gap")
-            st = (ev[-1] - ev[0]) / fs
-            if not (p.min_stride_time_ok_s <= st <= p.max_stride_time_ok_s):
-                r.append("stride_time")
-        ok[k] = not r
-        reasons[k] = ";".join(r)
+    ev = np.column_stack([s_ic, s_ms, s_tc, s_sw, s_next])
+    missing = ~np.isfinite(ev).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        order = ~missing & ~(np.diff(ev, axis=1) > 0).all(axis=1)
+        a = np.clip(np.floor(np.nan_to_num(s_ic)).astype(int), 0, n)
+        b = np.clip(np.ceil(np.nan_to_num(s_next)).astype(int) + 1, 0, n)
+        cum_gap = np.concatenate([[0], np.cumsum(gap)])
+        gapped = ~missing & (cum_gap[b] - cum_gap[a] > 0)
+        st = (s_next - s_ic) / fs
+        bad_st = ~missing & ~((st >= p.min_stride_time_ok_s) & (st <= p.max_stride_time_ok_s))
+    flags = (
+        ("missing_event", missing),
+        ("event_order", order),
+        ("data_gap", gapped),
+        ("stride_time", bad_st),
+    )
+    ok = ~(missing | order | gapped | bad_st)
+    reasons = np.array([""] * n_st, dtype=object)
+    for k in np.flatnonzero(~ok):
+        reasons[k] = ";".join(name for name, f in flags if f[k])
     return GaitEvents(
         ic=s_ic,
         tc=s_tc,

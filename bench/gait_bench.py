@@ -130,12 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     ours = bench_gluteflow(fx, args.repeats)
     theirs = bench_gaitmap(fx, max(3, args.repeats // 4))
 
-    header = ["detector", "samples/s", "left: det%/false IC|TC med/p95 ms", "right: det%/false IC|TC med/p95 ms"]
+    header = [
+        "detector",
+        "samples/s",
+        "left: det%/false IC|TC med/p95 ms",
+        "right: det%/false IC|TC med/p95 ms",
+    ]
     rows = [_row(ours)] + ([_row(theirs)] if theirs else [])
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    print(f"gaitmap example recording, {fx.sample_rate_hz} Hz, {ours['samples']} samples (both feet), tolerance 100 ms")
-    print("accuracy cells: detection rate/false IC detections  IC median/p95 |error| ms  TC median/p95 |error| ms")
+    print(
+        f"gaitmap example recording, {fx.sample_rate_hz} Hz, {ours['samples']} samples (both feet), tolerance 100 ms"
+    )
+    print(
+        "accuracy cells: detection rate/false IC detections  IC median/p95 |error| ms  TC median/p95 |error| ms"
+    )
     print(line)
     print("-" * len(line))
     for r in rows:

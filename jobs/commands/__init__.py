@@ -3,4 +3,6 @@
 #: modules registered by jobs.cli, in --help order
 COMMAND_MODULES: list[str] = [
     "jobs.commands.infra_cmds",
+    "jobs.commands.fit_cmd",
+    "jobs.commands.counts_cmd",
 ]

@@ -99,6 +99,26 @@ def test_synthetic_events_recovered_at_any_rate(fs: float, running: bool) -> Non
     assert len(ev) == len(ic_true) - 2
 
 
+def test_noisy_running_200hz_within_one_sample() -> None:
+    """Simulator target: IC and TC within one sample period for >= 99 % of strides at 200 Hz."""
+    fs = 200.0
+    rng = np.random.default_rng(7)
+    ic_err, tc_err, n_true = [], [], 0
+    for seed in range(10):
+        acc, gyr, ic_true, tc_true = synthetic_recording(fs, running=True, n_strides=20, seed=seed)
+        gyr = gyr + rng.normal(0.0, 3.0, gyr.shape)  # MEMS gyro noise, deg/s
+        acc = acc + rng.normal(0.0, 0.3, acc.shape)
+        ev = detect_gait_events(acc, gyr, fs)
+        di, ri = match_events(ev.all_ic / fs, ic_true[1:], 0.05)
+        ic_err.extend(np.abs(ev.all_ic[di] / fs - ic_true[1:][ri]))
+        di, ri = match_events(ev.all_tc / fs, tc_true, 0.05)
+        tc_err.extend(np.abs(ev.all_tc[di] / fs - tc_true[ri]))
+        n_true += len(tc_true)
+    assert len(tc_err) == n_true and len(ic_err) == n_true
+    assert np.mean(np.array(ic_err) <= 1.0 / fs) >= 0.99
+    assert np.mean(np.array(tc_err) <= 1.0 / fs) >= 0.99
+
+
 def test_same_physical_result_at_every_rate() -> None:
     results = []
     for fs in RATES:

@@ -1,0 +1,1 @@
+"""The analysts DuckDB catalog: views over the lake (see builder.py)."""

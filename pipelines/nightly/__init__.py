@@ -1,0 +1,1 @@
+"""The nightly injury-risk job (see job.py)."""

@@ -1,0 +1,163 @@
+"""Per-stride EMG features from device-computed linear envelopes (plain numpy, no Beam).
+
+Input: envelopes in uV per muscle of one side (gluteus maximus, gluteus medius, hamstrings,
+gastrocnemius, vastus lateralis), sampled at ``fs`` Hz (100 Hz from the shorts), and the foot's strides
+``[IC_k, IC_{k+1})`` on the same clock. The stride of the **left** foot uses the **left** muscles.
+
+Features per stride
+-------------------
+* ``<muscle>_mean_uV = mean(env)`` over ``[IC_k, IC_{k+1})``.
+* ``<muscle>_act_norm = <muscle>_mean_uV / ref`` where ``ref`` is the runner's own reference for this
+  muscle and side (:class:`EmgReference`): the **median of the per-stride means of the first
+  ``N = 20`` strides of the session**; while fewer than ``N`` strides have been seen the median of those
+  seen so far (including the current one) is used. Per session because electrode placement and skin
+  impedance change between sessions, so raw uV are not comparable across sessions; the reference is
+  small carried state (at most N numbers per muscle), so streaming and offline give the same values.
+* ``glute_share = G / (G + H + C)`` with the **raw** mean envelopes (uV) of gluteus maximus ``G``,
+  hamstrings ``H`` and gastrocnemius ``C`` (0..1): the share of posterior-chain activation carried by the
+  glute.
+* ``glute_onset_ms`` / ``hamstring_onset_ms``: activation onset relative to IC (negative = before IC).
+  Threshold ``θ = lo + 0.3 (hi - lo)`` with ``lo``/``hi`` the 5th/95th percentile of the envelope over
+  the stride window; the onset is the **first upward crossing** of ``θ`` in
+  ``[IC - 0.25 T, IC + 0.25 T]`` (``T`` = stride time), linearly interpolated between samples.
+* ``recruitment_inverted = hamstring_onset_ms < glute_onset_ms`` (hamstrings fire first); NaN onsets
+  give ``None``. A per-runner trend signal, not an absolute rule (some healthy runners fire hamstrings
+  first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "MUSCLE_COLUMNS",
+    "EmgReference",
+    "activation_onset_ms",
+    "glute_share",
+    "stride_emg_means",
+]
+
+#: muscle name in the EMG channels -> prefix of the strides table columns
+MUSCLE_COLUMNS: dict[str, str] = {
+    "gluteus_maximus": "glute_max",
+    "gluteus_medius": "glute_med",
+    "hamstrings": "hamstrings",
+    "gastrocnemius": "gastrocnemius",
+    "vastus_lateralis": "vastus_lateralis",
+}
+REFERENCE_STRIDES = 20
+ONSET_THRESHOLD_FRACTION = 0.3
+ONSET_WINDOW_FRACTION = 0.25
+
+
+def _covered(t: np.ndarray, a: int, b: int, start: float, stop: float, max_gap: float) -> bool:
+    if b - a < 2:
+        return False
+    seg = t[a:b]
+    return seg[0] - start <= max_gap and stop - seg[-1] <= max_gap and not (np.diff(seg) > max_gap).any()
+
+
+def stride_emg_means(
+    t_s: np.ndarray,
+    env_uV: np.ndarray,
+    ic_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    max_gap_s: float | None = None,
+) -> np.ndarray:
+    """Mean envelope (uV) per stride ``[ic_s[k], ic_next_s[k])``; NaN when not covered without gaps.
+
+    ``max_gap_s`` defaults to 1.5 sample periods.
+    """
+    t = np.asarray(t_s, dtype=float)
+    env = np.asarray(env_uV, dtype=float)
+    out = np.full(len(ic_s), np.nan)
+    if len(t) < 2:
+        return out
+    max_gap = max_gap_s if max_gap_s is not None else 1.5 * float(np.median(np.diff(t)))
+    lo = np.searchsorted(t, ic_s, side="left")
+    hi = np.searchsorted(t, ic_next_s, side="left")
+    for k in range(len(out)):
+        if _covered(t, int(lo[k]), int(hi[k]), ic_s[k], ic_next_s[k], max_gap):
+            out[k] = float(env[lo[k] : hi[k]].mean())
+    return out
+
+
+def activation_onset_ms(
+    t_s: np.ndarray,
+    env_uV: np.ndarray,
+    ic_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    threshold_fraction: float = ONSET_THRESHOLD_FRACTION,
+    window_fraction: float = ONSET_WINDOW_FRACTION,
+) -> np.ndarray:
+    """Onset of activation relative to IC, ms (negative = before IC), per stride.
+
+    ``θ = p5 + f (p95 - p5)`` of the envelope over ``[IC - wT, IC_next - wT)``; onset = first sample pair
+    ``env[i] < θ <= env[i+1]`` with ``t[i+1]`` in ``[IC - wT, IC + wT]``, at
+    ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
+    """
+    t = np.asarray(t_s, dtype=float)
+    env = np.asarray(env_uV, dtype=float)
+    ic = np.asarray(ic_s, dtype=float)
+    nxt = np.asarray(ic_next_s, dtype=float)
+    out = np.full(len(ic), np.nan)
+    if len(t) < 3:
+        return out
+    for k in range(len(ic)):
+        w = window_fraction * (nxt[k] - ic[k])
+        a, b = np.searchsorted(t, [ic[k] - w, nxt[k] - w])
+        if b - a < 4:
+            continue
+        seg = env[a:b]
+        p5, p95 = np.percentile(seg, [5, 95])
+        if not p95 > p5:
+            continue
+        theta = p5 + threshold_fraction * (p95 - p5)
+        lo, hi = np.searchsorted(t, [ic[k] - w, ic[k] + w], side="left")
+        lo = max(lo, 1)
+        if hi <= lo:
+            continue
+        prev, cur = env[lo - 1 : hi - 1], env[lo:hi]
+        idx = np.flatnonzero((prev < theta) & (cur >= theta))
+        if len(idx) == 0:
+            continue
+        i = lo + int(idx[0])
+        frac = (theta - env[i - 1]) / (env[i] - env[i - 1])
+        out[k] = 1000.0 * (t[i - 1] + frac * (t[i] - t[i - 1]) - ic[k])
+    return out
+
+
+def glute_share(
+    glute_max_uV: np.ndarray, hamstrings_uV: np.ndarray, gastrocnemius_uV: np.ndarray
+) -> np.ndarray:
+    """``G / (G + H + C)`` from raw mean envelopes (uV); NaN where the sum is not positive."""
+    g, h, c = (np.asarray(x, dtype=float) for x in (glute_max_uV, hamstrings_uV, gastrocnemius_uV))
+    total = g + h + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, g / total, np.nan)
+
+
+@dataclass
+class EmgReference:
+    """Per-session running reference of one muscle and side: median of the first ``n`` stride means.
+
+    ``normalise(values)`` consumes stride means in time order and returns ``value / ref`` where ``ref`` is
+    the median of the first ``min(n, k)`` valid means seen so far (including the current one). The state
+    is at most ``n`` floats, carried between stream batches.
+    """
+
+    n: int = REFERENCE_STRIDES
+    values: list[float] = field(default_factory=list)
+
+    def normalise(self, means: np.ndarray) -> np.ndarray:
+        out = np.full(len(means), np.nan)
+        for k, v in enumerate(np.asarray(means, dtype=float)):
+            if not np.isfinite(v):
+                continue
+            if len(self.values) < self.n:
+                self.values.append(float(v))
+            ref = float(np.median(self.values))
+            out[k] = v / ref if ref > 0 else np.nan
+        return out

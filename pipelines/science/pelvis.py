@@ -1,0 +1,139 @@
+"""Per-stride pelvis features from a sacrum/pelvis IMU (plain numpy, no Beam).
+
+Sensor frame (same convention as the foot sensor frame of :mod:`pipelines.science.gait`): ``x`` anterior,
+``y`` to the runner's **left**, ``z`` up; accelerometer in m/s^2 with gravity, gyroscope in deg/s,
+right-handed. A positive rotation about ``x`` (roll, frontal plane) lifts the left side of the pelvis, i.e.
+**drops the right side**.
+
+Both features are computed per stride ``[IC_k, IC_{k+1})`` of one foot and assume the stride is periodic
+(start and end posture equal), which removes integration drift without any filter state: the same stride
+gives the same result whether it was cut from a whole session or from a streamed chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["pelvic_drop_deg", "stride_pelvis_features", "vertical_oscillation_mm"]
+
+
+def _cumtrapz(y: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(y))
+    if len(y) > 1:
+        out[1:] = np.cumsum(0.5 * (y[1:] + y[:-1]) * dt)
+    return out
+
+
+def _detrend_linear(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    if len(x) < 2 or t[-1] == t[0]:
+        return x - x.mean() if len(x) else x
+    slope = (x[-1] - x[0]) / (t[-1] - t[0])
+    return x - x[0] - slope * (t - t[0])
+
+
+def vertical_oscillation_mm(t_s: np.ndarray, acc_m_s2: np.ndarray) -> float:
+    """Peak-to-peak vertical excursion of the pelvis over one stride, mm.
+
+    The vertical is the mean gravity direction over the stride, ``u = mean(a) / |mean(a)|``; the vertical
+    dynamic acceleration is ``a_v(t) = a(t)·u - |mean(a)|`` (m/s^2). It is integrated twice with the
+    trapezoid rule, ``v = ∫ a_v dt`` and ``d = ∫ (v - trend(v)) dt``, removing the linear trend of ``v``
+    and ``d`` (periodic stride: no net change in vertical velocity or height). Result:
+    ``VO = 1000 (max d - min d)``.
+
+    Parameters
+    ----------
+    t_s : (n,) sample times, s.
+    acc_m_s2 : (n, 3) pelvis acceleration, m/s^2, gravity included.
+
+    Returns
+    -------
+    float
+        Vertical oscillation in mm (NaN with fewer than 4 samples).
+    """
+    acc = np.asarray(acc_m_s2, dtype=float)
+    t = np.asarray(t_s, dtype=float)
+    if len(t) < 4 or not np.isfinite(acc).all():
+        return float("nan")
+    g = acc.mean(axis=0)
+    g_norm = float(np.linalg.norm(g))
+    if g_norm == 0:
+        return float("nan")
+    a_v = acc @ (g / g_norm) - g_norm
+    dt = np.diff(t)
+    v = _detrend_linear(_cumtrapz(a_v, dt), t)
+    d = _detrend_linear(_cumtrapz(v, dt), t)
+    return float(1000.0 * (d.max() - d.min()))
+
+
+def pelvic_drop_deg(t_s: np.ndarray, gyr_deg_s: np.ndarray, stance_end_s: float, foot: str) -> float:
+    """Contralateral pelvic drop during this foot's stance, deg (frontal plane).
+
+    The frontal-plane (roll) angle relative to its value at IC is ``φ(t) = ∫_{IC}^{t} ω_x dt`` with the
+    linear trend over the stride removed (periodic stride). With ``+ω_x`` dropping the right side:
+
+    * left-foot stance (the right side is unsupported): ``drop = max φ`` over ``[IC, TC]``
+    * right-foot stance: ``drop = -min φ`` over ``[IC, TC]``
+
+    Positive = the swing side dropped below its level at IC (Trendelenburg-like); typical running values
+    are 3-8 deg.
+
+    Parameters
+    ----------
+    t_s : (n,) sample times of one stride ``[IC, next IC)``, s (``t_s[0]`` at or just after IC).
+    gyr_deg_s : (n, 3) pelvis angular rate, deg/s.
+    stance_end_s : toe-off time (same clock as ``t_s``); NaN uses the first 40 % of the stride.
+    foot : ``"left"`` or ``"right"``: the stance foot of this stride.
+    """
+    t = np.asarray(t_s, dtype=float)
+    gyr = np.asarray(gyr_deg_s, dtype=float)
+    if len(t) < 4 or not np.isfinite(gyr).all():
+        return float("nan")
+    phi = _detrend_linear(_cumtrapz(gyr[:, 0], np.diff(t)), t)
+    end = stance_end_s if np.isfinite(stance_end_s) else t[0] + 0.4 * (t[-1] - t[0])
+    stance = phi[t <= end]
+    if len(stance) == 0:
+        return float("nan")
+    return float(stance.max() if foot == "left" else -stance.min())
+
+
+def stride_pelvis_features(
+    t_s: np.ndarray,
+    acc_m_s2: np.ndarray,
+    gyr_deg_s: np.ndarray,
+    ic_s: np.ndarray,
+    tc_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    foot: str,
+    max_gap_s: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical oscillation (mm) and pelvic drop (deg) for each stride ``[ic_s[k], ic_next_s[k])``.
+
+    Strides not fully covered by pelvis samples, or with a sampling gap longer than ``max_gap_s``
+    (default 1.5 sample periods), get NaN. All times in seconds on one clock.
+    """
+    t = np.asarray(t_s, dtype=float)
+    acc = np.asarray(acc_m_s2, dtype=float)
+    gyr = np.asarray(gyr_deg_s, dtype=float)
+    n = len(ic_s)
+    vo = np.full(n, np.nan)
+    drop = np.full(n, np.nan)
+    if len(t) < 4:
+        return vo, drop
+    period = float(np.median(np.diff(t)))
+    max_gap = max_gap_s if max_gap_s is not None else 1.5 * period
+    lo = np.searchsorted(t, ic_s, side="left")
+    hi = np.searchsorted(t, ic_next_s, side="left")
+    for k in range(n):
+        a, b = int(lo[k]), int(hi[k])
+        if b - a < 4 or a == 0 and t[0] - ic_s[k] > max_gap or b >= len(t) and ic_next_s[k] - t[-1] > max_gap:
+            continue
+        seg_t = t[a:b]
+        if (
+            seg_t[0] - ic_s[k] > max_gap
+            or ic_next_s[k] - seg_t[-1] > max_gap
+            or (np.diff(seg_t) > max_gap).any()
+        ):
+            continue
+        vo[k] = vertical_oscillation_mm(seg_t, acc[a:b])
+        drop[k] = pelvic_drop_deg(seg_t, gyr[a:b], tc_s[k], foot)
+    return vo, drop

@@ -1,0 +1,1 @@
+"""The nightly HTML report (render.py, plots.py, templates/)."""

@@ -194,6 +194,7 @@ class Item:
     event: Any
     raw: bytes | None = None
     topic: str = ""
+    kafka_ts_us: int = 0
 
 
 @dataclass

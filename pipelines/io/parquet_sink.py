@@ -1,0 +1,126 @@
+"""Beam sinks writing one batch's rows as deterministic, atomic Parquet / Arrow IPC files.
+
+Each sink gathers its PCollection into one list (a batch is bounded and its size capped by the driver)
+and writes through :mod:`pipelines.lake` (tmp file + fsync + rename, zstd, statistics, sorted), with a
+file name fixed by the batch number: a rerun of the same batch replaces, never duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+
+from pipelines.lake import write_file_atomic, write_partitioned
+
+
+class _WriteRowsFn(beam.DoFn):
+    def __init__(self, out_dir: str, schema: pa.Schema, file_name: str, partition_cols, sort_by):
+        self.out_dir = out_dir
+        self.schema = schema
+        self.file_name = file_name
+        self.partition_cols = list(partition_cols)
+        self.sort_by = list(sort_by)
+
+    def process(self, rows: list[dict]):
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        if self.partition_cols:
+            paths = write_partitioned(
+                table, Path(self.out_dir), self.partition_cols, self.file_name, self.sort_by
+            )
+        else:
+            paths = [write_file_atomic(table, Path(self.out_dir) / self.file_name, self.sort_by)]
+        for path in paths:
+            yield str(path)
+
+
+class WriteParquetTable(beam.PTransform):
+    """rows (dicts of ``schema``) -> ``<out_dir>/<col>=<v>/<file_name>``; yields written paths."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        schema: pa.Schema,
+        file_name: str,
+        partition_cols: Sequence[str] = ("date",),
+        sort_by: Sequence[str] = (),
+    ):
+        super().__init__()
+        self.args = (str(out_dir), schema, file_name, tuple(partition_cols), tuple(sort_by))
+
+    def expand(self, rows):
+        return (
+            rows
+            | "GatherBatch" >> beam.combiners.ToList()
+            | "WriteAtomic" >> beam.ParDo(_WriteRowsFn(*self.args))
+        )
+
+
+def write_ipc_atomic(table: pa.Table, path: Path) -> Path:
+    """Write an Arrow IPC file atomically (tmp + fsync + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+STATE_SCHEMA = pa.schema(
+    [
+        pa.field("runner_id", pa.string(), nullable=False),
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("state", pa.large_binary(), nullable=False),
+    ]
+)
+
+
+def read_state_file(path: Path) -> list[tuple[str, str, bytes]]:
+    if not path.exists():
+        return []
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return list(zip(*(table[c].to_pylist() for c in STATE_SCHEMA.names), strict=True))
+
+
+class _WriteStateFn(beam.DoFn):
+    def __init__(self, path: str):
+        self.path = path
+
+    def process(self, rows: list[tuple[str, str, bytes]]):
+        rows = sorted(rows)
+        table = pa.table(
+            {
+                "runner_id": [r[0] for r in rows],
+                "session_id": [r[1] for r in rows],
+                "state": [r[2] for r in rows],
+            },
+            schema=STATE_SCHEMA,
+        )
+        yield str(write_ipc_atomic(table, Path(self.path)))
+
+
+class WriteStateFile(beam.PTransform):
+    """Carry-over state rows ``(runner, session, blob)`` -> one Arrow IPC file (always written)."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = str(path)
+
+    def expand(self, rows):
+        return (
+            rows
+            | "GatherState" >> beam.combiners.ToList()
+            | "WriteIPC" >> beam.ParDo(_WriteStateFn(self.path))
+        )

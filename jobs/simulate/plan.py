@@ -1,7 +1,8 @@
 """Training plans: which sessions each runner runs on which local day, and device realities per session.
 
-A plan is drawn per runner and local date from its own random stream, so it does not depend on the fleet
-size. Spikes are flagged against the *simulated* history (longest run of the previous 30 days).
+A plan is drawn per runner and local date from its own random stream, so it depends neither on the fleet
+size nor on the simulated date range. Spikes are flagged against the *simulated* history (longest run of
+the previous 30 days).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from jobs.simulate.traits import RunnerTraits, runner_rng
 
-__all__ = ["DeviceSpec", "PlannedSession", "devices_for", "plan_runner", "session_speed_m_s"]
+__all__ = ["DeviceSpec", "PlannedSession", "devices_for", "plan_day", "plan_runner", "session_speed_m_s"]
 
 SESSION_KINDS = ("easy", "long", "intervals", "recovery")
 #: (min, max) planned duration per kind, minutes
@@ -25,6 +26,7 @@ DURATION_MIN: dict[str, tuple[float, float]] = {
     "recovery": (25, 35),
 }
 SPIKE_FACTOR = 1.10
+SPIKE_PROBABILITY = 0.2  # of a long run
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,66 @@ def _offset_us(rng: np.random.Generator, sensor: str) -> int:
     return int(mag if rng.random() < 0.5 else -mag)
 
 
+def plan_day(
+    traits: RunnerTraits, day: dt.date, seed: int, duration_scale: float = 1.0
+) -> list[PlannedSession]:
+    """Sessions of one runner on one local date (0 or 1), independent of any other day.
+
+    ``spike`` / ``longest_prev_30d_m`` are filled in by :func:`plan_runner`, which sees the history.
+    A planned spike is a long run 25-40 % longer than the longest regular long run (95 min), so it is a
+    spike against any 30-day history without an earlier spike.
+    """
+    tz = ZoneInfo(traits.time_zone)
+    week = _weekly_template(traits, seed)
+    devices = devices_for(traits)
+    rng = runner_rng(seed, traits.runner_index, 1000 + day.toordinal())
+    kind = week.get(day.weekday())
+    if kind is None and rng.random() < 0.08:
+        kind = "easy"  # an unplanned extra run
+    elif kind is not None and rng.random() < 0.07:
+        kind = None  # skipped (tired, weather)
+    if kind is None:
+        return []
+    lo, hi = DURATION_MIN[kind]
+    minutes = rng.uniform(lo, hi)
+    if kind == "long" and rng.random() < SPIKE_PROBABILITY:
+        minutes = DURATION_MIN["long"][1] * rng.uniform(1.25, 1.4)
+    speed = traits.easy_speed_m_s * {"easy": 1.0, "long": 0.95, "intervals": 1.05, "recovery": 0.9}[kind]
+    speed *= rng.uniform(0.97, 1.03)
+    duration_s = max(60, int(round(minutes * 60 * duration_scale)))
+    distance = speed * max(0, duration_s - 7)
+    hour = rng.choice([6.0, 12.0, 17.5], p=[0.6, 0.1, 0.3]) + rng.uniform(0, 2.5)
+    local = dt.datetime.combine(day, dt.time(0), tzinfo=tz) + dt.timedelta(hours=float(hour))
+    start_us = int(local.astimezone(dt.UTC).timestamp()) * 1_000_000 + int(rng.integers(0, 1000)) * 1000
+    session = PlannedSession(
+        runner_id=traits.runner_id,
+        session_id=f"{traits.runner_id}-{day:%Y%m%d}-1",
+        kind=kind,
+        local_date=day,
+        start_us=start_us,
+        duration_s=duration_s,
+        distance_m=float(distance),
+        mean_speed_m_s=float(speed),
+        seed_key=(int(seed), traits.runner_index, 2, day.toordinal()),
+        devices=devices,
+        device_offsets_us={d.device_id: _offset_us(rng, d.sensor) for d in devices},
+    )
+    u = rng.random()
+    if u < 0.015:
+        session.battery, session.battery_device = "watch", devices[0].device_id
+    elif u < 0.05 and len(devices) > 1:
+        session.battery = "sensor"
+        session.battery_device = devices[1 + int(rng.integers(len(devices) - 1))].device_id
+    if session.battery:
+        session.battery_at_s = float(rng.uniform(0.3, 0.9) * duration_s)
+    return [session]
+
+
 def plan_runner(
     traits: RunnerTraits, start: dt.date, days: int, seed: int, duration_scale: float = 1.0
 ) -> list[PlannedSession]:
-    """All sessions of one runner on local dates ``start .. start + days - 1``, in time order.
+    """All sessions of one runner on local dates ``start .. start + days - 1``, in time order, with
+    ``spike`` flagged against the simulated history (distance > 1.1 x longest of the previous 30 days).
 
     Parameters
     ----------
@@ -145,60 +203,15 @@ def plan_runner(
     seed : fleet seed.
     duration_scale : multiplies every planned duration (tests use ~0.05-0.2 for short sessions).
     """
-    tz = ZoneInfo(traits.time_zone)
-    week = _weekly_template(traits, seed)
-    devices = devices_for(traits)
-    history: list[tuple[dt.date, float]] = []
     out: list[PlannedSession] = []
     for i in range(days):
         day = start + dt.timedelta(days=i)
-        rng = runner_rng(seed, traits.runner_index, 1000 + day.toordinal())
-        kind = week.get(day.weekday())
-        if kind is None and rng.random() < 0.08:
-            kind = "easy"  # an unplanned extra run
-        elif kind is not None and rng.random() < 0.07:
-            kind = None  # skipped (tired, weather)
-        if kind is None:
-            continue
-        lo, hi = DURATION_MIN[kind]
-        minutes = rng.uniform(lo, hi)
-        speed = traits.easy_speed_m_s * {"easy": 1.0, "long": 0.95, "intervals": 1.05, "recovery": 0.9}[kind]
-        speed *= rng.uniform(0.96, 1.04)
-        recent = [d for (dd, d) in history if (day - dd).days <= 30]
-        longest = max(recent) if recent else float("nan")
-        duration_s = max(60, int(round(minutes * 60 * duration_scale)))
-        if kind == "long" and recent and rng.random() < 0.3:
-            # a mileage spike: 15-35 % longer than the longest run of the last 30 days
-            duration_s = max(duration_s, int(np.ceil(rng.uniform(1.15, 1.35) * longest / speed)) + 6)
-        distance = speed * max(0, duration_s - 6)
-        hour = rng.choice([6.0, 12.0, 17.5], p=[0.6, 0.1, 0.3]) + rng.uniform(0, 2.5)
-        local = dt.datetime.combine(day, dt.time(0), tzinfo=tz) + dt.timedelta(hours=float(hour))
-        start_us = int(local.astimezone(dt.UTC).timestamp()) * 1_000_000 + int(rng.integers(0, 1000)) * 1000
-        session = PlannedSession(
-            runner_id=traits.runner_id,
-            session_id=f"{traits.runner_id}-{day:%Y%m%d}-1",
-            kind=kind,
-            local_date=day,
-            start_us=start_us,
-            duration_s=duration_s,
-            distance_m=float(distance),
-            mean_speed_m_s=float(speed),
-            seed_key=(int(seed), traits.runner_index, 2, day.toordinal()),
-            devices=devices,
-            device_offsets_us={d.device_id: _offset_us(rng, d.sensor) for d in devices},
-            spike=bool(recent) and distance > SPIKE_FACTOR * longest,
-            longest_prev_30d_m=longest,
-        )
-        u = rng.random()
-        if u < 0.015:
-            session.battery, session.battery_device = "watch", devices[0].device_id
-        elif u < 0.05 and len(devices) > 1:
-            session.battery = "sensor"
-            session.battery_device = devices[1 + int(rng.integers(len(devices) - 1))].device_id
-        if session.battery:
-            session.battery_at_s = float(rng.uniform(0.3, 0.9) * duration_s)
-        history.append((day, distance))
-        out.append(session)
+        for session in plan_day(traits, day, seed, duration_scale):
+            recent = [p.distance_m for p in out if 0 < (day - p.local_date).days <= 30]
+            if recent:
+                session.longest_prev_30d_m = max(recent)
+                session.spike = session.distance_m > SPIKE_FACTOR * session.longest_prev_30d_m
+            out.append(session)
     return out
 
 

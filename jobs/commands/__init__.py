@@ -3,6 +3,7 @@
 #: modules registered by jobs.cli, in --help order
 COMMAND_MODULES: list[str] = [
     "jobs.commands.infra_cmds",
+    "jobs.commands.daily_cmd",
     "jobs.commands.fit_cmd",
     "jobs.commands.counts_cmd",
 ]

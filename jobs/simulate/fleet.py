@@ -55,7 +55,9 @@ from schemas.events import (
 
 __all__ = [
     "DEFAULT_REALITIES",
+    "NO_REALITIES",
     "DeviceRealities",
+    "default_start",
     "SimulationSummary",
     "iter_runner_events",
     "iter_session_events",
@@ -166,6 +168,7 @@ def iter_session_events(
     truth: TruthWriter | None = None,
     stats: SessionStats | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    block_s: int = 1,
 ) -> Iterator[Event]:
     """Yield every event of one session in production order (markers, blocks, watch records).
 
@@ -179,6 +182,7 @@ def iter_session_events(
     truth : receives the session's strides, session row and device rows.
     stats : filled with per-device counts.
     on_chunk : called with the number of simulated seconds after each synthesised chunk.
+    block_s : seconds of samples per SensorBlock (1 -> 200 foot-IMU samples); watch records stay 1 Hz.
     """
     seq_state = {} if seq_state is None else seq_state
     stats = stats if stats is not None else SessionStats()
@@ -266,8 +270,9 @@ def iter_session_events(
 
     has_dyn = traits.kit != "watch" or traits.runner_index % 2 == 0
     has_power = traits.kit != "watch"
-    for c0 in range(0, n_s, CHUNK_S):
-        c1 = min(n_s, c0 + CHUNK_S)
+    chunk_s = block_s * max(1, CHUNK_S // block_s)
+    for c0 in range(0, n_s, chunk_s):
+        c1 = min(n_s, c0 + chunk_s)
         arrays: dict[str, dict[str, np.ndarray]] = {}
         for d in devices[1:]:
             fs = d.sample_rate_hz
@@ -280,18 +285,25 @@ def iter_session_events(
             else:
                 arrays[d.device_id] = emg_envelopes(gait, t, rng)
         for i in range(c0, c1):
+            # a block covers [b0, b1) and is sent once its last second has been recorded
+            b0 = c0 + (i - c0) // block_s * block_s
+            b1 = min(b0 + block_s, c1)
             for d in devices:
+                is_watch = d.sensor == "watch"
+                if not is_watch and i != b1 - 1:
+                    continue
+                t0 = i if is_watch else b0
                 dead_at = death.get(d.device_id)
-                if dead_at is not None and i >= dead_at:
+                if dead_at is not None and t0 >= dead_at:
                     continue
                 batt = battery0[d.device_id]
                 if dead_at is not None:
-                    batt_pct = int(max(0, round(batt * (1 - i / dead_at))))
+                    batt_pct = int(max(0, round(batt * (1 - t0 / dead_at))))
                 else:
-                    batt_pct = int(round(batt - 15 * i / 3600))
-                t_dev = session.start_us + i * 1_000_000 + session.device_offsets_us[d.device_id]
+                    batt_pct = int(round(batt - 15 * t0 / 3600))
+                t_dev = session.start_us + t0 * 1_000_000 + session.device_offsets_us[d.device_id]
                 seq = next_seq(d.device_id, "data")
-                if d.sensor == "watch":
+                if is_watch:
                     running = bool(watch["running"][i])
                     ev: Event = WatchRecord(
                         runner_id=traits.runner_id,
@@ -316,11 +328,10 @@ def iter_session_events(
                         ev.power_w = float(watch["power_w"][i])
                 else:
                     fs = d.sample_rate_hz
-                    per = int(fs)
-                    lo = (i - c0) * per
-                    n = per
-                    if dead_at is not None and dead_at < i + 1:
-                        n = max(1, int((dead_at - i) * fs))  # dies mid-block
+                    lo = int(round((b0 - c0) * fs))
+                    n = int(round((b1 - b0) * fs))
+                    if dead_at is not None and dead_at < b1:
+                        n = max(1, int((dead_at - b0) * fs))  # dies mid-block
                     chans = {k: v[lo : lo + n] for k, v in arrays[d.device_id].items()}
                     units = IMU_CHANNELS if d.sensor != "emg" else EMG_CHANNELS
                     ev = SensorBlock(
@@ -498,6 +509,7 @@ def iter_runner_events(
     duration_scale: float = 1.0,
     seq_state: dict[tuple[str, str], int] | None = None,
     realities: DeviceRealities = DEFAULT_REALITIES,
+    block_s: int = 1,
 ) -> Iterator[Event]:
     """Every event of one runner on one local date (no Kafka): start markers, blocks, watch records,
     end markers. The same ``(traits, day, seed, duration_scale)`` always yields the same events.
@@ -509,7 +521,7 @@ def iter_runner_events(
     """
     seq_state = {} if seq_state is None else seq_state
     for session in plan_day(traits, day, seed, duration_scale):
-        yield from iter_session_events(traits, session, seq_state, realities)
+        yield from iter_session_events(traits, session, seq_state, realities, block_s=block_s)
 
 
 def default_start(days: int, today: dt.date | None = None) -> dt.date:
@@ -529,6 +541,7 @@ def simulate_fleet(
     duration_scale: float = 1.0,
     realities: DeviceRealities = DEFAULT_REALITIES,
     publisher_stage: str = "simulate",
+    block_s: int = 1,
 ) -> SimulationSummary:
     """Simulate ``runners`` runners over ``days`` local dates and produce every event through
     :class:`~infra.publish.Publisher` (validated, keyed by runner); write truth to ``paths.truth``.
@@ -546,7 +559,11 @@ def simulate_fleet(
     progress : show a rich progress bar.
     duration_scale : multiplies planned session durations (1.0 = 25-95 min sessions).
     realities : device fault probabilities.
+    block_s : seconds of samples per SensorBlock (integer 1-10).
     """
+    if not 1 <= int(block_s) <= 10:
+        raise ValueError("block_s must be an integer number of seconds in 1..10")
+    block_s = int(block_s)
     if runners < 1 or days < 1:
         raise ValueError("runners and days must be >= 1")
     start = start or default_start(days)
@@ -604,7 +621,9 @@ def simulate_fleet(
                         info=f"{c.received:,} msgs  {c.bytes_sent / 1e6:,.0f} MB",
                     )
 
-                for ev in iter_session_events(tr, session, seq_state, realities, truth, stats, advance):
+                for ev in iter_session_events(
+                    tr, session, seq_state, realities, truth, stats, advance, block_s
+                ):
                     pub.publish(ev)
                 simulated += session.duration_s
                 for p in stats.per_device.values():

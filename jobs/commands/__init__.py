@@ -2,7 +2,9 @@
 
 #: modules registered by jobs.cli, in --help order
 COMMAND_MODULES: list[str] = [
+    "jobs.commands.stream_cmd",
     "jobs.commands.infra_cmds",
+    "jobs.commands.simulate_cmd",
     "jobs.commands.daily_cmd",
     "jobs.commands.fit_cmd",
     "jobs.commands.counts_cmd",

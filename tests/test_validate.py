@@ -1,0 +1,277 @@
+"""The validator at the door (one minimal bad event per reason code) and the Publisher against the real broker."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra import topics
+from infra.inspect_topics import read_events, read_topic
+from infra.publish import Publisher
+from schemas.codec import decode
+from schemas.events import (
+    EMG_CHANNELS,
+    IMU_CHANNELS,
+    DeadLetter,
+    RunnerProfile,
+    SensorBlock,
+    SessionMarker,
+    WatchRecord,
+)
+from schemas.validate import MAX_FUTURE_US, REASONS, SequenceTracker, check
+
+NOW = 1_750_000_000_000_000  # fixed validator clock (2025-06-15)
+T0 = NOW - 3_600_000_000
+README = Path(__file__).resolve().parents[1] / "schemas" / "README.md"
+
+
+def block(sensor: str = "foot_imu", n: int = 16, **over) -> SensorBlock:
+    names = EMG_CHANNELS if sensor == "emg" else IMU_CHANNELS
+    channels = {
+        name: (np.full(n, 50.0) if sensor == "emg" else np.linspace(-9.81, 9.81, n)).astype(np.float32)
+        for name in names
+    }
+    fields = dict(
+        runner_id="r1",
+        device_id=f"{sensor}-1",
+        session_id="s1",
+        seq=0,
+        sensor=sensor,
+        side="center" if sensor != "foot_imu" else "left",
+        start_time_us=T0,
+        sample_rate_hz=1000.0 if sensor == "emg" else 204.8,
+        n_samples=n,
+        channels=channels,
+        units=dict(names),
+    )
+    fields.update(over)
+    return SensorBlock(**fields)
+
+
+def watch(**over) -> WatchRecord:
+    fields = dict(
+        runner_id="r1", device_id="watch-1", session_id="s1", seq=0, timestamp_us=T0, heart_rate_bpm=150
+    )
+    fields.update(over)
+    return WatchRecord(**fields)
+
+
+def marker(**over) -> SessionMarker:
+    fields = dict(
+        runner_id="r1",
+        device_id="watch-1",
+        session_id="s1",
+        seq=0,
+        timestamp_us=T0,
+        marker="start",
+        source="device",
+    )
+    fields.update(over)
+    return SessionMarker(**fields)
+
+
+def profile(**over) -> RunnerProfile:
+    fields = dict(
+        runner_id="r1",
+        seq=1,
+        updated_at_us=T0,
+        cohort="club-a",
+        sex="female",
+        birth_year_band="1985-1989",
+        time_zone="Europe/Berlin",
+        resting_hr_bpm=48,
+        max_hr_bpm=188,
+    )
+    fields.update(over)
+    return RunnerProfile(**fields)
+
+
+def with_channel(b: SensorBlock, name: str, values) -> SensorBlock:
+    channels = dict(b.channels)
+    channels[name] = np.asarray(values, dtype=np.float32)
+    return dataclasses.replace(b, channels=channels)
+
+
+VALID = {
+    "foot_imu": block("foot_imu"),
+    "pelvis_imu": block("pelvis_imu"),
+    "emg": block("emg"),
+    "watch": watch(),
+    "watch_all_none": watch(heart_rate_bpm=None),
+    "hr_25": watch(heart_rate_bpm=25),
+    "hr_250": watch(heart_rate_bpm=250),
+    "marker_end": marker(marker="end", total_elapsed_s=3600.0),
+    "profile": profile(),
+    "clock_skew_23h": watch(timestamp_us=NOW + MAX_FUTURE_US - 3_600_000_000),
+    "dead_letter": DeadLetter("bad_header", "x", "stream", b"\x00", NOW),
+}
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_events_pass(name):
+    assert check(VALID[name], now_us=NOW) is None
+
+
+BAD = [
+    ("hr_251", watch(heart_rate_bpm=251), "out_of_range"),
+    ("hr_24", watch(heart_rate_bpm=24), "out_of_range"),
+    ("speed_nan", watch(speed_m_s=float("nan")), "out_of_range"),
+    ("speed_str", watch(speed_m_s="fast"), "bad_type"),
+    ("lat_91", watch(latitude_deg=91.0), "out_of_range"),
+    ("foot_imu_5hz", block(sample_rate_hz=5.0), "bad_sample_rate"),
+    ("emg_5000hz", block("emg", sample_rate_hz=5000.0), "bad_sample_rate"),
+    ("channel_short", with_channel(block(), "acc_x", np.zeros(15)), "length_mismatch"),
+    ("n_samples_wrong", block(n_samples=17), "length_mismatch"),
+    ("nan_sample", with_channel(block(), "gyr_y", [np.nan] + [0.0] * 15), "non_finite"),
+    ("inf_sample", with_channel(block(), "acc_z", [np.inf] + [0.0] * 15), "non_finite"),
+    (
+        "missing_channel",
+        dataclasses.replace(block(), channels={"acc_x": np.zeros(16, np.float32)}),
+        "bad_channels",
+    ),
+    ("unknown_sensor", block(sensor="knee_imu"), "bad_channels"),
+    ("bad_side", block(side="up"), "out_of_range"),
+    ("zero_samples", block(n=0), "out_of_range"),
+    ("wrong_unit", block(units={**IMU_CHANNELS, "acc_x": "g"}), "out_of_range"),
+    ("acc_saturated", with_channel(block(), "acc_x", [1000.0] * 16), "out_of_range"),
+    ("emg_negative", with_channel(block("emg"), "gluteus_maximus_left", [-5.0] * 16), "out_of_range"),
+    ("future_timestamp", watch(timestamp_us=NOW + MAX_FUTURE_US + 1_000_000), "future_timestamp"),
+    ("future_block", block(start_time_us=NOW + 2 * MAX_FUTURE_US), "future_timestamp"),
+    ("year_1999", watch(timestamp_us=915_148_800_000_000), "stale_timestamp"),
+    ("float_time", watch(timestamp_us=float(T0)), "bad_type"),
+    ("missing_runner", watch(runner_id=""), "missing_field"),
+    ("blank_runner", block(runner_id="   "), "missing_field"),
+    ("missing_device", marker(device_id=None), "missing_field"),
+    ("missing_session", watch(session_id=""), "missing_field"),
+    ("negative_seq", watch(seq=-1), "bad_sequence"),
+    ("float_seq", watch(seq=1.5), "bad_type"),
+    ("bool_seq", block(seq=True), "bad_type"),
+    ("marker_kind", marker(marker="middle"), "out_of_range"),
+    ("marker_elapsed", marker(marker="end", total_elapsed_s=-1.0), "out_of_range"),
+    ("profile_no_cohort", profile(cohort=""), "missing_field"),
+    ("profile_resting_hr", profile(resting_hr_bpm=10), "out_of_range"),
+    ("not_an_event", object(), "unknown_schema"),
+]
+
+
+@pytest.mark.parametrize("name, event, reason", BAD, ids=[b[0] for b in BAD])
+def test_each_bad_event_is_rejected_with_its_reason(name, event, reason):
+    rejection = check(event, now_us=NOW)
+    assert rejection is not None, name
+    assert rejection.reason == reason, rejection
+    assert rejection.reason in REASONS
+    assert rejection.detail
+
+
+def test_every_reason_code_is_documented():
+    text = README.read_text()
+    for code in REASONS:
+        assert f"`{code}`" in text, f"reason code {code} missing from schemas/README.md"
+
+
+def test_check_reason_codes_are_covered_here():
+    """Every reason the validator itself can return is triggered by a case above."""
+    produced = {reason for _, _, reason in BAD}
+    from_validator = {
+        "missing_field",
+        "bad_type",
+        "out_of_range",
+        "bad_sample_rate",
+        "length_mismatch",
+        "bad_channels",
+        "non_finite",
+        "future_timestamp",
+        "stale_timestamp",
+        "bad_sequence",
+        "unknown_schema",
+    }
+    assert from_validator <= produced
+    source = (Path(__file__).resolve().parents[1] / "schemas" / "validate.py").read_text()
+    returned = set(re.findall(r'Rejection\(\s*"([a-z_]+)"', source))
+    assert returned <= produced, returned - produced
+
+
+def test_sequence_tracker():
+    t = SequenceTracker()
+    assert [t.observe("d1", s) for s in (0, 1, 2, 2, 5, 4)] == [
+        "new",
+        "new",
+        "new",
+        "duplicate",
+        "new",
+        "out_of_order",
+    ]
+    assert t.gaps == 1  # 3 is missing
+    assert t.observe("d2", 0) == "new"  # per device
+    assert t.gaps == 1
+
+
+# --------------------------------------------------------------------- Publisher against the real broker
+
+
+def test_publisher_counts_reconcile_and_dead_letters_carry_the_original(kafka):
+    good = [
+        watch(seq=0),
+        watch(seq=1, runner_id="r2", device_id="watch-2"),
+        block(seq=0),
+        block("emg", seq=0),
+        marker(seq=2),
+        profile(),
+    ]
+    bad = [
+        watch(seq=3, heart_rate_bpm=251),
+        watch(seq=4, heart_rate_bpm=24),
+        block(seq=1, sample_rate_hz=5.0),
+        with_channel(block(seq=2), "acc_x", [np.nan] * 16),
+        watch(seq=-1),
+        watch(runner_id=""),
+        block(seq=3, start_time_us=NOW + 2 * MAX_FUTURE_US),
+    ]
+    unencodable = watch(seq=9, heart_rate_bpm="fast")  # rejected and cannot even be encoded
+    events = good[:3] + bad[:4] + good[3:] + bad[4:] + [unencodable]
+
+    with Publisher(kafka, stage="test", now_us=NOW) as pub:
+        rejections = [pub.publish(e) for e in events]
+    counts = pub.counts
+    assert counts.received == len(events) == counts.accepted + counts.dead_lettered
+    assert counts.reconciles()
+    assert counts.accepted == len(good)
+    assert counts.dead_lettered == len(bad) + 1
+    assert sum(r is not None for r in rejections) == counts.dead_lettered
+
+    # what reached Kafka matches the counts, topic by topic
+    assert len(read_events(kafka, "watch_records")) == 2
+    assert len(read_events(kafka, "sensor_blocks")) == 2
+    assert len(read_events(kafka, "sessions")) == 1
+    assert len(read_events(kafka, "runner_profiles")) == 1
+    letters = read_events(kafka, "dead_letters")
+    assert len(letters) == counts.dead_lettered
+    assert sum(len(read_events(kafka, k)) for k in topics.declared()) == counts.received
+
+    # accepted events come back equal and keyed by runner
+    for _, _, key, value in read_topic(kafka, topics.topic("watch_records")):
+        assert key == decode(value).runner_id.encode()
+    assert sorted(read_events(kafka, "sensor_blocks"), key=lambda b: b.sensor) == sorted(
+        good[2:4], key=lambda b: b.sensor
+    )
+
+    # each dead letter: reason, detail, stage, and original bytes decoding to the rejected event
+    expected = {id(e): check(e, now_us=NOW) for e in bad}
+    by_seq_reason = {}
+    for letter in letters:
+        assert isinstance(letter, DeadLetter)
+        assert letter.reason in REASONS and letter.detail and letter.stage == "test"
+        if letter.reason == "bad_type":
+            assert b"fast" in letter.original  # unencodable: a readable repr is kept instead
+            continue
+        original = decode(letter.original)
+        by_seq_reason[(type(original).__name__, original.seq, letter.reason)] = original
+    for e in bad:
+        key = (type(e).__name__, e.seq, expected[id(e)].reason)
+        assert key in by_seq_reason, key
+        assert by_seq_reason[key] == e
+    assert sorted(counts.by_reason.elements()) == sorted(letter.reason for letter in letters)

@@ -8,4 +8,6 @@ COMMAND_MODULES: list[str] = [
     "jobs.commands.daily_cmd",
     "jobs.commands.fit_cmd",
     "jobs.commands.counts_cmd",
+    "jobs.commands.nightly_cmd",
+    "jobs.commands.sql_cmd",
 ]

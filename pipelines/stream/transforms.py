@@ -154,9 +154,9 @@ class ProcessSessionsFn(beam.DoFn):
             )
             yield pvalue.TaggedOutput("dead", dead_letter_row(letter))
         retention = int(self.params.closed_retention_s * 1e6)
-        if state.closed and state.closed_at_us is not None and wm > state.closed_at_us + retention:
-            return  # closed long ago: forget it
-        yield pvalue.TaggedOutput("state", (runner_id, session_id, state.to_bytes()))
+        expired = state.closed and state.closed_at_us is not None and wm > state.closed_at_us + retention
+        if not expired:  # sessions closed long ago are forgotten
+            yield pvalue.TaggedOutput("state", (runner_id, session_id, state.to_bytes()))
 
 
 def _block_end(item: Item) -> tuple[int, int]:

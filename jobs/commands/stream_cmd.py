@@ -1,0 +1,103 @@
+"""`gluteflow stream`: the stride-feature stream job (micro-batches of bounded Beam pipelines)."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from infra import broker
+from jobs.console import console, fail, paths_from
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("stream")
+    def stream(
+        ctx: typer.Context,
+        once: bool = typer.Option(False, "--once", help="Run one batch and exit."),
+        until_idle: float = typer.Option(
+            None,
+            "--until-idle",
+            help="Exit after this many seconds without new messages (default: run forever).",
+        ),
+        max_batch_bytes: int = typer.Option(
+            64 * 1024 * 1024, "--max-batch-bytes", help="Cap on input bytes per batch (memory bound)."
+        ),
+        allowed_lateness_s: float = typer.Option(30.0, "--allowed-lateness", help="Allowed lateness, s."),
+        kafka_reader: str = typer.Option(
+            "python",
+            "--kafka-reader",
+            help="python: splittable DoFn over kafka-python; java: Beam's cross-language ReadFromKafka "
+            "(needs Java and an expansion service).",
+        ),
+        workers: int = typer.Option(2, "--workers", help="Beam worker threads (FnApiRunner)."),
+    ) -> None:
+        """Kafka sensor blocks -> per-stride features in the lake (strides, watch_records, sessions,
+        runners, dead_letters) and the strides topic. Crash-safe: rerun after any kill."""
+        from jobs.stream_driver import StreamOptions, run
+        from pipelines.stream.sessionize import StreamParams
+
+        if kafka_reader not in ("python", "java"):
+            fail("--kafka-reader must be python or java")
+        paths = paths_from(ctx)
+        try:
+            bootstrap = broker.bootstrap_servers(paths)
+        except broker.BrokerError as exc:
+            fail(str(exc))
+        opts = StreamOptions(
+            bootstrap=bootstrap,
+            paths=paths,
+            max_batch_bytes=max_batch_bytes,
+            params=StreamParams(allowed_lateness_s=allowed_lateness_s),
+            kafka_reader=kafka_reader,
+            workers=workers,
+        )
+        progress = Progress(
+            TextColumn("[bold]stream[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("messages"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        task = progress.add_task("stream", total=None)
+        done = {"n": 0}
+
+        def on_batch(res, backlog: int) -> None:
+            done["n"] += res.messages
+            progress.update(task, completed=done["n"], total=done["n"] - res.messages + backlog)
+            c = res.counters
+            dead = {k.removeprefix("dead_letters_"): v for k, v in c.items() if k.startswith("dead_letters_")}
+            table = Table(title=f"batch {res.batch}", show_header=True, title_justify="left")
+            for col in (
+                "messages",
+                "MB",
+                "s",
+                "blocks in",
+                "strides out",
+                "duplicates",
+                "dead letters",
+                "reconciles",
+            ):
+                table.add_column(col)
+            table.add_row(
+                str(res.messages),
+                f"{res.bytes / 1e6:.1f}",
+                f"{res.seconds:.1f}",
+                str(c.get("blocks_in", 0)),
+                str(c.get("strides_out", 0)),
+                str(c.get("duplicates_dropped", 0)),
+                ", ".join(f"{k}={v}" for k, v in sorted(dead.items())) or "0",
+                "[green]yes[/]" if res.reconciles else "[red]NO[/]",
+            )
+            progress.console.print(table)
+
+        try:
+            with progress:
+                results = run(opts, once=once, until_idle_s=until_idle, on_batch=on_batch, log=console.print)
+        except RuntimeError as exc:
+            fail(str(exc))
+        total = sum(r.counters.get("strides_out", 0) for r in results)
+        console.print(
+            f"{len(results)} batches, {done['n']} messages, {total} strides -> {paths.table('strides')}"
+        )

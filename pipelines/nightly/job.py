@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from infra.settings import Paths
 from pipelines import lake
@@ -95,26 +96,19 @@ def risk_to_arrow(scored: pd.DataFrame) -> pa.Table:
     return pa.table(cols, schema=INJURY_RISK)
 
 
-def _daily_checks(paths: Paths, report_date: dt.date, history: pd.DataFrame) -> list[Check]:
-    """The daily engineer's suite when present (pipelines.quality.daily_suite), on the report date's rows."""
+def _daily_checks(paths: Paths, report_date: dt.date) -> list[Check]:
+    """The daily table's own suite (pipelines.quality.daily_suite) on the report date's partition."""
     try:
-        from pipelines.quality import daily_suite  # type: ignore[attr-defined]
+        from pipelines.quality import daily_suite
+        from schemas.daily_table import DAILY
     except ImportError:
         return []
-    exps_fn = getattr(daily_suite, "expectations", None) or getattr(daily_suite, "build_expectations", None)
-    if exps_fn is None:
+    exps_fn = getattr(daily_suite, "expectations", None) or getattr(daily_suite, "_expectations", None)
+    pdir = paths.table("daily") / f"date={report_date.isoformat()}"
+    if exps_fn is None or not any(pdir.glob("*.parquet")):
         return []
-    loader = getattr(daily_suite, "load", None)
-    frame = None
-    if loader is not None:
-        try:
-            frame = loader(paths, report_date)
-        except TypeError:
-            frame = None
-    if frame is None:
-        return []
-    name = getattr(daily_suite, "SUITE_NAME", "daily")
-    return [Check(name, frame, list(exps_fn()))]
+    frame = lake.read_table(paths.table("daily"), DAILY, filter=ds.field("date") == report_date).to_pandas()
+    return [Check(getattr(daily_suite, "SUITE_NAME", "daily"), frame, list(exps_fn()))]
 
 
 def run_nightly(
@@ -154,7 +148,7 @@ def run_nightly(
     strides = strides_suite.load(paths, report_date)
     if strides is not None:
         checks.insert(0, Check(strides_suite.SUITE_NAME, strides, strides_suite.expectations()))
-    checks[1:1] = _daily_checks(paths, report_date, history)
+    checks[len(checks) - 1 : len(checks) - 1] = _daily_checks(paths, report_date)
     summary = run_checks(checks, paths.quality / "data_docs" if data_docs else None)
     _write_summary(paths, report_date, summary)
     timings["quality"] = time.perf_counter() - t

@@ -162,6 +162,7 @@ def render_cohort(
     if len(flagged):
         sub = history[history["runner_id"].isin(set(flagged["runner_id"].head(MAX_PLOTS)))]
         hist_by_runner = {rid: g for rid, g in sub.groupby("runner_id")}
+    everyone = set.intersection(*(set(x) for x in group["not_computable"])) if n else set()
     cards = []
     for i, row in enumerate(flagged.itertuples(index=False)):
         drivers = [
@@ -185,7 +186,7 @@ def render_cohort(
                 "sites": list(row.likely_sites),
                 "plot": plot,
                 "acwr": row.acwr if row.acwr is not None and np.isfinite(row.acwr) else None,
-                "not_computable": [DRIVERS[k].label for k in row.not_computable],
+                "not_computable": [DRIVERS[k].label for k in row.not_computable if k not in everyone],
             }
         )
     if own_plotter:

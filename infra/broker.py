@@ -194,6 +194,9 @@ def _terminate(pid: int, timeout_s: float = 10.0) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             if not _pid_alive(pid):
+                # it may have turned into a zombie after the waitpid above: reap it (our child)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
                 return
             time.sleep(0.05)
 

@@ -7,8 +7,8 @@ from rich.console import Console
 
 from infra.settings import Paths
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def paths_from(ctx: typer.Context) -> Paths:

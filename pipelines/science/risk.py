@@ -267,7 +267,7 @@ def _matrix(hist: pd.DataFrame, col: str, runners: pd.Index, n_days: int) -> np.
         return out
     vals = pd.to_numeric(hist[col], errors="coerce").to_numpy(dtype=float)
     rows = runners.get_indexer(hist["runner_id"])
-    offs = hist["_offset"].to_numpy()
+    offs = hist["_offset"].to_numpy().astype(int)
     ok = (rows >= 0) & (offs >= 0) & (offs < n_days)
     out[rows[ok], offs[ok]] = vals[ok]
     return out
@@ -292,7 +292,7 @@ def build_features(
     n_days = max(p.recent_days + p.spike_lookback_days, p.recent_days + p.baseline_days)
     hist = history.copy()
     dates = pd.to_datetime(hist["local_date"]).dt.date
-    hist["_offset"] = np.array([(report_date - d).days for d in dates], dtype=int) if len(hist) else []
+    hist["_offset"] = np.array([(report_date - d).days for d in dates], dtype=int)
     hist = hist[(hist["_offset"] >= 0) & (hist["_offset"] < n_days)]
     runners = pd.Index(sorted(hist["runner_id"].unique()), name="runner_id")
     n = len(runners)

@@ -9,6 +9,7 @@ BENCHES = [
     "bench.gait_bench",
     "bench.daily_bench",
     "bench.simulate_bench",
+    "bench.nightly_bench",
 ]
 
 

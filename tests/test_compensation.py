@@ -50,7 +50,10 @@ def test_total_reweights_over_computable_components() -> None:
     assert not out["glute_deficit_computable"].iloc[0]
     assert np.isnan(out["glute_deficit_points"].iloc[0])  # missing is NULL, not 0
     none = comp.score_components(_raw_frame(1))
-    assert np.isnan(none["compensation_score"].iloc[0]) and none["compensation_components_available"].iloc[0] == 0
+    assert (
+        np.isnan(none["compensation_score"].iloc[0])
+        and none["compensation_components_available"].iloc[0] == 0
+    )
 
 
 def test_personal_baseline() -> None:
@@ -63,7 +66,9 @@ def test_personal_baseline() -> None:
     base = raw["pelvic_drop_raw"].iloc[:10]
     z = (7.0 - base.mean()) / max(base.std(ddof=1), 0.25 * 2.0)
     assert out["pelvic_drop_baseline_z"].iloc[11] == pytest.approx(z)
-    assert out["pelvic_drop_vs_baseline_pct"].iloc[11] == pytest.approx((7.0 - base.mean()) / base.mean() * 100)
+    assert out["pelvic_drop_vs_baseline_pct"].iloc[11] == pytest.approx(
+        (7.0 - base.mean()) / base.mean() * 100
+    )
     # population points at 7 deg would be 25; the personal jump (z = 4) gives 100
     assert out["pelvic_drop_points"].iloc[11] == pytest.approx(100)
 
@@ -101,7 +106,13 @@ def test_components_rank_runners_like_true_traits() -> None:
         "recruitment_inversion_raw": "inversion_rate",
     }
     rho = {k: spearmanr(got[k], truth[v]).statistic for k, v in pairs.items()}
-    for k in ("glute_deficit_raw", "calf_dominance_raw", "hamstring_dominance_raw", "pelvic_drop_raw", "asymmetry_raw"):
+    for k in (
+        "glute_deficit_raw",
+        "calf_dominance_raw",
+        "hamstring_dominance_raw",
+        "pelvic_drop_raw",
+        "asymmetry_raw",
+    ):
         assert rho[k] >= 0.8, rho
     assert rho["overstride_raw"] >= 0.8 and rho["fatigue_drift_raw"] >= 0.6, rho
 

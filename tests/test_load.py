@@ -22,9 +22,9 @@ def test_banister_trimp_hand_computed() -> None:
     hist = load.hr_histogram(hr, dt)
     assert load.banister_trimp_from_histogram(hist, 60, 180, "male") == pytest.approx(male)
     # HR below rest counts zero, above max is clipped to HRr = 1
-    assert load.banister_trimp(np.array([50.0, 200.0]), np.array([60.0, 60.0]), 60, 180, "m") == pytest.approx(
-        0.64 * math.exp(1.92)
-    )
+    assert load.banister_trimp(
+        np.array([50.0, 200.0]), np.array([60.0, 60.0]), 60, 180, "m"
+    ) == pytest.approx(0.64 * math.exp(1.92))
 
 
 def test_record_dt_caps_pauses() -> None:
@@ -86,7 +86,9 @@ def test_session_spike() -> None:
 
 
 def test_hr_params_sources() -> None:
-    hist = load.hr_histogram(np.r_[np.full(3000, 150.0), np.full(30, 185.0), np.full(100, 95.0)], np.ones(3130))
+    hist = load.hr_histogram(
+        np.r_[np.full(3000, 150.0), np.full(30, 185.0), np.full(100, 95.0)], np.ones(3130)
+    )
     p = load.hr_params(None, None, hist, 40.0)
     assert p.source == "estimated"
     assert p.max_bpm == max(185.0, 208 - 0.7 * 40)

@@ -21,8 +21,9 @@ Policy (all times are device event time, microseconds)
   bounded tail: work per batch does not grow with session length.
 * **Joins**: a foot stride waits until the other foot's detection, the pelvis IMU and the EMG are final over
   ``[IC, next IC]`` (or those units are closed/absent), at most ``aux_wait_s`` of its own unit's event time.
-* **Closing**: a session closes when its end marker has been seen and every unit reached it
-  (``max_end >= end - end_tolerance_s``), or when the partition watermark passed the session's last data
+* **Closing**: a session closes when its end marker has been seen and every unit reached it (its last
+  block arrived: ``max_end - clock_offset >= end - end_tolerance_s``, no hole in its last
+  ``end_contiguous_s``), or when the partition watermark passed the session's last data
   by ``session_gap_s``. Closing flushes every remaining stride; later blocks are late.
 """
 
@@ -61,7 +62,8 @@ class StreamParams:
     pre_s: float = 0.2
     aux_wait_s: float = 60.0
     session_gap_s: float = 120.0
-    end_tolerance_s: float = 5.0
+    end_tolerance_s: float = 0.5  # less than one block: the last block must have arrived
+    end_contiguous_s: float = 5.0  # ... and the unit's last seconds must have no hole
     closed_retention_s: float = 6 * 3600.0
     gap_periods: float = 1.5
     max_idle_buffer_s: float = 10.0
@@ -472,6 +474,14 @@ def _dedup(state: SessionState, item: Item, out: Output) -> bool:
     return True
 
 
+def _tail_contiguous(u: Unit, params: StreamParams) -> bool:
+    """No sampling gap in the unit's last ``end_contiguous_s`` (out-of-order blocks still missing)."""
+    if not len(u.times_us):
+        return True
+    i = int(np.searchsorted(u.times_us, u.times_us[-1] - int(params.end_contiguous_s * 1e6)))
+    return not (np.diff(u.times_us[i:]) > params.gap_periods * 1e6 / u.rate_hz).any()
+
+
 def _units_by(state: SessionState, sensor: str) -> list[Unit]:
     return [u for _, u in sorted(state.units.items()) if u.sensor == sensor]
 
@@ -540,7 +550,10 @@ def process_session(
     closing = force_close
     if state.units and state.end_marker_us is not None:
         tol = int(params.end_tolerance_s * 1e6)
-        closing = closing or all(u.max_end_us >= state.end_marker_us - tol for u in state.units.values())
+        closing = closing or all(
+            u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol and _tail_contiguous(u, params)
+            for u in state.units.values()
+        )
     if state.units and partition_watermark_us >= state.last_data_us + int(params.session_gap_s * 1e6):
         closing = True
     if closing:

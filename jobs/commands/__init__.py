@@ -2,6 +2,7 @@
 
 #: modules registered by jobs.cli, in --help order
 COMMAND_MODULES: list[str] = [
+    "jobs.commands.run_cmd",
     "jobs.commands.stream_cmd",
     "jobs.commands.infra_cmds",
     "jobs.commands.simulate_cmd",

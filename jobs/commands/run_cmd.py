@@ -1,0 +1,64 @@
+"""`gluteflow run`: the main job on embedded defaults."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from jobs.console import console, fail, paths_from
+
+DEFAULT_START = dt.date(2026, 10, 5)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        ctx: typer.Context,
+        runners: int = typer.Option(20, "--runners", "-n", min=1, help="Runners to simulate."),
+        days: int = typer.Option(7, "--days", "-d", min=1, help="Days to simulate."),
+        start: str = typer.Option(DEFAULT_START.isoformat(), "--start", help="First simulated local date."),
+        seed: int = typer.Option(7, "--seed", help="Simulation seed (same seed -> same data)."),
+        duration_scale: float = typer.Option(
+            1.0, "--duration-scale", min=0.05, max=3.0, help="Scale simulated session durations."
+        ),
+        fit_dir: Path = typer.Option(
+            None, "--fit-dir", help="FIT files to import too (default ../shared/fixtures/fit when present)."
+        ),
+        no_fit: bool = typer.Option(False, "--no-fit", help="Do not import FIT files."),
+    ) -> None:
+        """Start the embedded broker, simulate a fleet, import FIT files, run stream, daily and nightly
+        jobs, build the DuckDB catalog and the report, print counts and an example query, stop the broker."""
+        from jobs.run_chain import default_fit_dir, run_chain
+
+        paths = paths_from(ctx)
+        try:
+            first = dt.date.fromisoformat(start)
+        except ValueError:
+            fail(f"--start must be YYYY-MM-DD, got {start!r}")
+        fit_files: list[Path] = []
+        if not no_fit:
+            folder = fit_dir or default_fit_dir()
+            if folder.exists():
+                fit_files = sorted(folder.glob("*.fit"))
+            elif fit_dir:
+                fail(f"--fit-dir {fit_dir} does not exist")
+            else:
+                console.print(f"[yellow]no FIT files imported: {folder} not found[/]")
+        try:
+            result = run_chain(
+                paths, runners, days, first, seed, fit_files, duration_scale, say=console.print
+            )
+        except RuntimeError as exc:
+            fail(str(exc))
+        table = Table("step", "seconds", title="gluteflow run", title_justify="left")
+        for name, secs in result.timings_s.items():
+            table.add_row(name, f"{secs:.1f}")
+        table.add_row("[bold]total[/]", f"{sum(result.timings_s.values()):.1f}")
+        console.print(table)
+        console.print(f"lake: {paths.lake}\ncatalog: {paths.catalog}  (gluteflow sql)")
+        for report in result.reports:
+            console.print(f"report: {report}")
+        console.print("broker stopped; no process left behind")

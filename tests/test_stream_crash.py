@@ -1,0 +1,54 @@
+"""Crash safety: SIGKILL `gluteflow stream` at random moments during a replay; the rerun's strides table
+equals a clean run's (no lost rows, no duplicates)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_stream_job import fleet, produce  # tests/ is on sys.path (rootdir conftest)
+
+from infra.settings import Paths
+from jobs.stream_driver import StreamOptions, run
+from pipelines.lake import read_table
+from schemas.tables import STRIDES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _strides(paths: Paths) -> list[tuple]:
+    t = read_table(paths.table("strides"), STRIDES)
+    rows = sorted(zip(t["stride_id"].to_pylist(), t["stride_time_s"].to_pylist(), strict=True))
+    assert len(rows) == len({r[0] for r in rows}), "duplicates"
+    return rows
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_at_random_moments_then_rerun_equals_clean_run(kafka: str, tmp_path: Path) -> None:
+    produce(kafka, [e for _, ev in fleet(3, 40) for e in ev])
+    clean = Paths(tmp_path / "clean").ensure()
+    run(StreamOptions(kafka, clean, max_batch_bytes=400_000), until_idle_s=0.0)
+    want = _strides(clean)
+
+    crashed = Paths(tmp_path / "crashed").ensure()
+    env = {**os.environ, "GLUTEFLOW_DATA_DIR": str(crashed.root), "KAFKA_BOOTSTRAP_SERVERS": kafka}
+    cmd = [sys.executable, "-m", "jobs.cli", "stream", "--until-idle", "0", "--max-batch-bytes", "400000"]
+    rng = np.random.default_rng(7)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(3.0, 9.0)))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 1
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _strides(crashed) == want

@@ -7,6 +7,7 @@ import sys
 
 BENCHES = [
     "bench.gait_bench",
+    "bench.stream_bench",
     "bench.daily_bench",
     "bench.simulate_bench",
     "bench.nightly_bench",

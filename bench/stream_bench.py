@@ -67,7 +67,8 @@ def main() -> None:
 
         paths = Paths(tmp / "data").ensure()
         t = time.perf_counter()
-        results = run(StreamOptions(bootstrap, paths), until_idle_s=0.0)
+        opts = StreamOptions(bootstrap, paths, workers=int(os.environ.get("STREAM_BENCH_WORKERS", "2")))
+        results = run(opts, until_idle_s=0.0)
         job_s = time.perf_counter() - t
         strides = sum(r.counters.get("strides_out", 0) for r in results)
         msgs = sum(r.messages for r in results)

@@ -17,6 +17,7 @@ Errors are tagged outputs (``dead``), never exceptions that fail the batch.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from typing import Any
 
 import apache_beam as beam
@@ -97,7 +98,8 @@ class DecodeValidateFn(beam.DoFn):
             self.blocks_in.inc()
         raw = msg.value if kind == "sensor_block" else None
         item = Item(kind, msg.partition, msg.offset, event, raw, msg.topic, msg.timestamp_ms * 1000)
-        yield ((event.runner_id, event.session_id), item)
+        # explicit pickle: Beam's FastPrimitivesCoder mis-decoded large dataclass elements (tag 30)
+        yield ((event.runner_id, event.session_id), pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
         beam.metrics.Metrics.counter(NS, f"dead_letters_{rejection.reason}").inc()
@@ -124,7 +126,7 @@ class ProcessSessionsFn(beam.DoFn):
     def process(self, element, partition_wm: dict[int, int]):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
-        items: list[Item] = list(groups["items"])
+        items: list[Item] = [pickle.loads(b) for b in groups["items"]]
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
         parts = {it.partition for it in items} | set(getattr(state, "partitions", set()))
         state.partitions = parts  # type: ignore[attr-defined]
@@ -159,8 +161,10 @@ class ProcessSessionsFn(beam.DoFn):
             yield pvalue.TaggedOutput("state", (runner_id, session_id, state.to_bytes()))
 
 
-def _block_end(item: Item) -> tuple[int, int]:
-    return item.partition, item.event.end_time_us
+def _block_end(blob: bytes):
+    item: Item = pickle.loads(blob)
+    if item.kind == "sensor_block":
+        yield item.partition, item.event.end_time_us
 
 
 class PartitionWatermarks(beam.PTransform):
@@ -175,8 +179,7 @@ class PartitionWatermarks(beam.PTransform):
         prev = [(int(p), int(v)) for p, v in self.previous.items()]
         ends = (
             keyed_items
-            | "BlocksOnly" >> beam.Filter(lambda kv: kv[1].kind == "sensor_block")
-            | "PartitionBlockEnd" >> beam.Map(lambda kv: _block_end(kv[1]))
+            | "PartitionBlockEnd" >> beam.FlatMap(lambda kv: _block_end(kv[1]))
         )
         return (
             (ends, keyed_items.pipeline | "PreviousMaxima" >> beam.Create(prev))

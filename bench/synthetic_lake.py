@@ -73,6 +73,7 @@ class LakeSpec:
     strides_per_run: int = 80  # sampled strides per runner-day with a run (both feet)
     end_date: str = "2025-06-30"
     seed: int = 7
+    version: int = 2  # bump when the generator changes (invalidates cached lakes)
 
     @property
     def end(self) -> dt.date:
@@ -206,6 +207,11 @@ def _daily_matrices(spec: LakeSpec, rng: np.random.Generator) -> dict[str, np.nd
     out["compensation_components_available"] = np.stack(
         [out[f"{c}_computable"] for c in COMPONENT_NAMES]
     ).sum(axis=0)
+    gct_si = np.abs(rng.normal(0, 2.5, r))[:, None] + rng.normal(0, 0.4, (r, d))
+    out["asymmetry_gct_si_pct"] = np.where(ran, np.abs(gct_si), np.nan)
+    out["asymmetry_glute_si_pct"] = np.where(
+        ran & has_emg[:, None], np.abs(3 * gct_si + rng.normal(0, 2, (r, d))), np.nan
+    )
     out["glute_share_median"] = np.where(
         ran & has_emg[:, None], np.clip(0.42 - 0.3 * (out["glute_deficit_raw"] - 0.25), 0.1, 0.8), np.nan
     )

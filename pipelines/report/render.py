@@ -164,7 +164,7 @@ def render_cohort(
         hist_by_runner = {rid: g for rid, g in sub.groupby("runner_id")}
     everyone = set.intersection(*(set(x) for x in group["not_computable"])) if n else set()
     cards = []
-    for i, row in enumerate(flagged.itertuples(index=False)):
+    for row in flagged.head(MAX_PLOTS).itertuples(index=False):
         drivers = [
             {
                 **d,
@@ -175,7 +175,7 @@ def render_cohort(
             for d in row.drivers
         ]
         plot = None
-        if i < MAX_PLOTS and row.runner_id in hist_by_runner:
+        if row.runner_id in hist_by_runner:
             plot = plotter.render(hist_by_runner[row.runner_id], start, report_date)
         cards.append(
             {
@@ -202,6 +202,17 @@ def render_cohort(
         n=n,
         levels=levels,
         flagged=cards,
+        table_rows=[
+            {
+                "runner_id": r.runner_id,
+                "score": r.risk_score,
+                "level": r.risk_level,
+                "why": "; ".join(d["reason"] for d in r.drivers[:2]),
+                "sites": ", ".join(list(r.likely_sites)[:3]) or "–",
+                "card": i < MAX_PLOTS,
+            }
+            for i, r in enumerate(flagged.itertuples(index=False))
+        ],
         top_sites=site_counts.most_common(4),
         top_reasons=top_reasons.most_common(3),
         hist_png=score_histogram_png(group["risk_score"].to_numpy(dtype=float), p.elevated_at, p.high_at),

@@ -1,4 +1,3 @@
 -- daily — grain: one row per runner per local date (load, ACWR/monotony/strain, spike, compensation).
-SELECT d.* EXCLUDE (cohort), coalesce(r.cohort, d.cohort) AS cohort
-FROM stg_daily AS d
-LEFT JOIN runners AS r USING (runner_id)
+-- cohort is the runner's cohort as recorded on that day (the daily table carries it; no join needed).
+SELECT * FROM stg_daily

@@ -375,7 +375,7 @@ def _reason(key: str, spec: DriverSpec, value: float, baseline: float, change: f
     if key == "compensation_score":
         return f"compensation score {value:.0f}/100"
     if key == "low_step_rate":
-        if np.isfinite(baseline) and np.isfinite(change) and change > 0:
+        if np.isfinite(baseline) and np.isfinite(change) and change >= extra.get("trend_start_pct", 15.0):
             return f"step rate {value:.0f} spm, {change:.0f} % below your 4-week baseline of {baseline:.0f}"
         return f"low step rate {value:.0f} spm"
     trend = "up" if change >= 0 else "down"

@@ -48,7 +48,13 @@ def default_fit_dir() -> Path:
 
 
 def plan_steps(
-    runners: int, days: int, start: dt.date, seed: int, fit_files: list[Path], duration_scale: float
+    runners: int,
+    days: int,
+    start: dt.date,
+    seed: int,
+    fit_files: list[Path],
+    duration_scale: float,
+    block_s: int,
 ) -> list[Step]:
     last = start + dt.timedelta(days=days - 1)
     steps = [
@@ -67,6 +73,8 @@ def plan_steps(
                 str(seed),
                 "--duration-scale",
                 str(duration_scale),
+                "--block-seconds",
+                str(block_s),
             ],
         ),
     ]
@@ -97,6 +105,7 @@ def run_chain(
     seed: int,
     fit_files: list[Path],
     duration_scale: float = 1.0,
+    block_s: int = 1,
     say: Callable[[str], None] = print,
 ) -> ChainResult:
     """Run every step; raise RuntimeError naming the step that failed. Stops the broker it started."""
@@ -107,7 +116,7 @@ def run_chain(
         where = "external cluster" if info.external else f"embedded Tansu, pid {info.pid}"
         say(f"[bold]broker[/] {info.bootstrap} ({where})")
         topics.apply(info.bootstrap)
-        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale):
+        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s):
             say(f"\n[bold cyan]== {step.name}[/]  gluteflow {' '.join(step.args)[:160]}")
             t0 = time.perf_counter()
             code = subprocess.call(exe + step.args, env=env)

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         duration_scale: float = typer.Option(
             1.0, "--duration-scale", min=0.05, max=3.0, help="Scale simulated session durations."
         ),
+        block_s: int = typer.Option(
+            1, "--block-seconds", min=1, max=10, help="Seconds of samples per sensor block."
+        ),
         fit_dir: Path = typer.Option(
             None, "--fit-dir", help="FIT files to import too (default ../shared/fixtures/fit when present)."
         ),

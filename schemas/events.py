@@ -44,6 +44,37 @@ SAMPLE_RATE_RANGE_HZ: dict[str, tuple[float, float]] = {
 }
 
 
+_ATOMS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _copy_value(value: Any) -> Any:
+    """What ``dataclasses.asdict`` makes of a field value (fast for flat lists/dicts of atoms)."""
+    t = type(value)
+    if t is list and all(type(x) in _ATOMS for x in value):
+        return list(value)
+    if t is dict and all(type(k) in _ATOMS and type(v) in _ATOMS for k, v in value.items()):
+        return dict(value)
+    return dataclasses.asdict(_Box(value)).get("value")
+
+
+@dataclass
+class _Box:
+    value: Any
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _record_field_names(cls: type) -> tuple[str, ...]:
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = _FIELD_NAMES[cls] = tuple(
+            f.name for f in dataclasses.fields(cls) if f.name != "schema_version"
+        )
+        return names
+
+
 @dataclass
 class _RecordEvent:
     """Base for events whose Avro record maps 1:1 onto dataclass fields."""
@@ -51,9 +82,18 @@ class _RecordEvent:
     KIND: ClassVar[str] = ""
 
     def to_record(self) -> dict[str, Any]:
-        rec = dataclasses.asdict(self)
-        rec.pop("schema_version", None)
+        """The Avro record dict (same as ``dataclasses.asdict`` minus ``schema_version``: containers
+        are copied, so mutating the record never touches the event)."""
+        rec = self._record_view()
+        for name, value in rec.items():
+            if type(value) not in _ATOMS:
+                rec[name] = _copy_value(value)
         return rec
+
+    def _record_view(self) -> dict[str, Any]:
+        """The record dict sharing the event's containers (read-only use: encoding)."""
+        d = self.__dict__
+        return {name: d[name] for name in _record_field_names(type(self))}
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], version: int) -> _RecordEvent:
@@ -64,6 +104,16 @@ class _RecordEvent:
     def key(self) -> bytes:
         """Kafka partitioning key: the runner, so one runner's events stay ordered."""
         return str(getattr(self, "runner_id", "") or "").encode()
+
+
+def _sensor_block_header_names() -> tuple[str, ...]:
+    global _SENSOR_BLOCK_HEADER
+    if _SENSOR_BLOCK_HEADER is None:
+        _SENSOR_BLOCK_HEADER = tuple(n for n in field_names("sensor_block") if n != "channels")
+    return _SENSOR_BLOCK_HEADER
+
+
+_SENSOR_BLOCK_HEADER: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -89,7 +139,7 @@ class SensorBlock:
     schema_version: int = field(default_factory=lambda: latest_version("sensor_block"))
 
     def header_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in field_names("sensor_block") if name != "channels"}
+        return {name: getattr(self, name) for name in _sensor_block_header_names()}
 
     @property
     def key(self) -> bytes:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from infra.settings import Paths
@@ -109,17 +111,22 @@ def load_daily_window(paths: Paths, start: dt.date, end: dt.date) -> pd.DataFram
                 break
     date_col = "local_date" if "local_date" in names else key
     part_filter = (ds.field(key) >= start.isoformat()) & (ds.field(key) <= end.isoformat())
-    table = dset.to_table(columns=sorted({"runner_id", date_col, *rename}), filter=part_filter)
-    df = table.to_pandas()
-    df = df.rename(columns={**rename, date_col: "local_date"})
-    df["local_date"] = pd.to_datetime(df["local_date"]).dt.date
-    df = df[(df["local_date"] >= start) & (df["local_date"] <= end)]
-    if "impact_loading" not in df.columns and {"impact_load_g", "strides"} <= set(df.columns):
+    cols = sorted({"runner_id", date_col, *rename})
+    table = dset.to_table(columns=cols, filter=part_filter)  # partition pruning: only the window's folders
+    table = table.rename_columns(
+        [rename.get(c, "local_date" if c == date_col else c) for c in table.column_names]
+    )
+    if "impact_loading" not in table.column_names and {"impact_load_g", "strides"} <= set(table.column_names):
         # mean peak impact per stride (g): the daily sum over its stride count
-        strides = pd.to_numeric(df["strides"], errors="coerce")
-        df["impact_loading"] = pd.to_numeric(df["impact_load_g"], errors="coerce") / strides.where(
-            strides > 0
+        n = pc.cast(table["strides"], pa.float64())
+        n = pc.if_else(pc.greater(n, 0), n, pa.scalar(None, pa.float64()))
+        table = table.append_column(
+            "impact_loading", pc.divide(pc.cast(table["impact_load_g"], pa.float64()), n)
         )
+    table = table.set_column(
+        table.column_names.index("local_date"), "local_date", pc.cast(table["local_date"], pa.date32())
+    )
+    df = table.to_pandas(date_as_object=True)
     missing = [m for m in STRIDE_FALLBACKS if m not in df.columns]
     if missing:
         agg = _stride_daily(paths, start, end, missing)

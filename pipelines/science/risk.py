@@ -266,7 +266,7 @@ def _matrix(hist: pd.DataFrame, col: str, runners: pd.Index, n_days: int) -> np.
     if col not in hist.columns:
         return out
     vals = pd.to_numeric(hist[col], errors="coerce").to_numpy(dtype=float)
-    rows = runners.get_indexer(hist["runner_id"])
+    rows = hist["_row"].to_numpy() if "_row" in hist.columns else runners.get_indexer(hist["runner_id"])
     offs = hist["_offset"].to_numpy().astype(int)
     ok = (rows >= 0) & (offs >= 0) & (offs < n_days)
     out[rows[ok], offs[ok]] = vals[ok]
@@ -291,10 +291,11 @@ def build_features(
     p = params or RiskParams()
     n_days = max(p.recent_days + p.spike_lookback_days, p.recent_days + p.baseline_days)
     hist = history.copy()
-    dates = pd.to_datetime(hist["local_date"]).dt.date
-    hist["_offset"] = np.array([(report_date - d).days for d in dates], dtype=int)
+    days = pd.to_datetime(hist["local_date"]).to_numpy().astype("datetime64[D]")
+    hist["_offset"] = (np.datetime64(report_date, "D") - days).astype(int)
     hist = hist[(hist["_offset"] >= 0) & (hist["_offset"] < n_days)]
     runners = pd.Index(sorted(hist["runner_id"].unique()), name="runner_id")
+    hist["_row"] = runners.get_indexer(hist["runner_id"])  # once: reused by every metric's matrix
     n = len(runners)
     feats = pd.DataFrame(index=runners)
 

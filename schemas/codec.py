@@ -138,12 +138,28 @@ def _w_double(v: Any, out: list) -> None:
         raise _NotFast
 
 
+_STRINGS: dict[str, bytes] = {}  # encoded (length + UTF-8) ids, names, units: they repeat constantly
+_STRINGS_MAX = 65536
+
+
+def _encoded_string(v: str) -> bytes:
+    try:
+        return _STRINGS[v]
+    except KeyError:
+        pass
+    b = v.encode()
+    enc = _varint_zigzag(len(b)) + b
+    if len(b) <= 256:
+        if len(_STRINGS) >= _STRINGS_MAX:
+            _STRINGS.clear()
+        _STRINGS[v] = enc
+    return enc
+
+
 def _w_string(v: Any, out: list) -> None:
     if type(v) is not str:
         raise _NotFast
-    b = v.encode()
-    out.append(_varint_zigzag(len(b)))
-    out.append(b)
+    out.append(_encoded_string(v))
 
 
 def _w_bytes(v: Any, out: list) -> None:
@@ -316,9 +332,68 @@ def _sensor_block_from_record(rec: dict[str, Any], version: int) -> SensorBlock:
     return SensorBlock(channels=channels, units=units, schema_version=version, **rec)
 
 
+def _encode_sensor_block_fast(block: SensorBlock) -> bytes | None:
+    """The same bytes as ``encode_record("sensor_block", _sensor_block_to_record(block))`` without
+    building the record dicts; ``None`` when the block needs the general path."""
+    version = latest_version("sensor_block")
+    header_writer = _sensor_block_header_writer(version)
+    channels, units = block.channels, block.units
+    if header_writer is None or type(channels) is not dict or type(units) is not dict:
+        return None
+    d = block.__dict__
+    out = [header("sensor_block", version)]
+    try:
+        pre, post = header_writer
+        for name, w in pre:
+            w(d[name], out)
+        if channels:
+            out.append(_varint_zigzag(len(channels)))
+            for name, arr in channels.items():
+                if type(name) is not str:
+                    raise _NotFast
+                unit = units[name]
+                if type(unit) is not str:
+                    raise _NotFast
+                out.append(_encoded_string(name))
+                out.append(_encoded_string(unit))
+                data = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+                out.append(_varint_zigzag(len(data)))
+                out.append(data)
+        out.append(b"\x00")
+        for name, w in post:
+            w(d[name], out)
+    except (_NotFast, KeyError):
+        return None
+    return b"".join(out)
+
+
+_SB_HEADER_WRITERS: dict[int, Any] = {}
+
+
+def _sensor_block_header_writer(version: int):
+    """(fields before channels, fields after channels) as (name, writer) lists, or None."""
+    try:
+        return _SB_HEADER_WRITERS[version]
+    except KeyError:
+        pass
+    try:
+        fields = parsed_schema("sensor_block", version)["fields"]
+        names = [f["name"] for f in fields]
+        i = names.index("channels")
+        compiled = [(f["name"], _compile(f["type"])) for f in fields if f["name"] != "channels"]
+        result = (compiled[:i], compiled[i:])
+    except (_NotFast, ValueError):
+        result = None
+    _SB_HEADER_WRITERS[version] = result
+    return result
+
+
 def encode(event: Event) -> bytes:
     """Encode any event dataclass with the latest schema of its kind."""
     if isinstance(event, SensorBlock):
+        fast = _encode_sensor_block_fast(event)
+        if fast is not None:
+            return fast
         return encode_record("sensor_block", _sensor_block_to_record(event))
     if isinstance(event, (WatchRecord, SessionMarker, RunnerProfile, DeadLetter)):
         return encode_record(event.KIND, event._record_view())  # read-only: no container copies

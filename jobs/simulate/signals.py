@@ -249,11 +249,30 @@ def foot_imu(
         return _foot_imu(gait, side, t_s, rng)
 
 
+def _padded(arr: np.ndarray, fill: float) -> np.ndarray:
+    """``[fill, *arr, fill]`` as float: ``_padded(arr, f)[j + 1] == _idx(arr, j, f)`` for -1 <= j <= len."""
+    out = np.empty(len(arr) + 2, dtype=float)
+    out[0] = out[-1] = fill
+    out[1:-1] = arr
+    return out
+
+
+def _scatter(n: int, where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.where(mask, full_values, 0.0)`` built from the masked positions' values only."""
+    out = np.zeros(n)
+    out[where] = values
+    return out
+
+
 def _foot_imu(
     gait: SessionGait, side: str, t_s: np.ndarray, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
+    # Same arithmetic as the straightforward full-array form ``x += np.where(mask, expr, 0.0)``, but each
+    # ``expr`` is evaluated only at the mask's positions (elementwise ops give the same bits on a subset)
+    # and scattered into a zero array, so the float32 output is bit-identical and ~3x cheaper.
     fe = gait.foot(side)
     t = np.asarray(t_s, dtype=float)
+    n = len(t)
     sgn = 1.0 if side == "left" else -1.0
     gyr_y = np.zeros_like(t)
     theta = np.zeros_like(t)
@@ -263,59 +282,73 @@ def _foot_imu(
     a_v = np.zeros_like(t)
     if len(fe.ic):
         j = np.searchsorted(fe.ic, t, side="right") - 1  # last IC <= t (-1: before the first)
-        nx = j + 1  # the next TC / swing / IC
-        tc_n = _idx(fe.tc, nx, np.inf)
-        ic_j = _idx(fe.ic, j, -np.inf)
+        j1 = j + 1  # index into padded per-stride arrays for stride j; also the next TC / swing / IC (nx)
+        n2 = j1 + 1  # padded index of nx
+        tc_n = _padded(fe.tc, np.inf)[n2]
+        ic_j = _padded(fe.ic, -np.inf)[j1]
         # stance after ic[j]: loading lobe
-        A, a = _idx(fe.A, j, 0.0), _idx(fe.a, j, 1.0)
+        a = _padded(fe.a, 1.0)[j1]
         u = t - ic_j
-        lobe = (j >= 0) & (u < a) & (t < tc_n)
-        ph = np.where(lobe, np.pi * u / a, 0.0)
-        gyr_y += np.where(lobe, A * np.sin(ph), 0.0)
-        theta += np.where(lobe, -2 * A * a / np.pi + A * a / np.pi * (1 - np.cos(ph)), 0.0)
-        gyr_x += np.where(lobe, sgn * (80 + 250 * gait.traits.knee_valgus) * np.sin(ph), 0.0)
+        lobe = np.flatnonzero((j >= 0) & (u < a) & (t < tc_n))
+        A_, a_, u_ = _padded(fe.A, 0.0)[j1[lobe]], a[lobe], u[lobe]
+        ph = np.pi * u_ / a_
+        sin_ph = np.sin(ph)
+        gyr_y += _scatter(n, lobe, A_ * sin_ph)
+        theta += _scatter(n, lobe, -2 * A_ * a_ / np.pi + A_ * a_ / np.pi * (1 - np.cos(ph)))
+        gyr_x += _scatter(n, lobe, sgn * (80 + 250 * gait.traits.knee_valgus) * sin_ph)
         # push-off before tc[nx]
-        P, L = _idx(fe.P, nx, 0.0), _idx(fe.L, nx, 1.0)
+        P_pad = _padded(fe.P, 0.0)
+        L = _padded(fe.L, 1.0)[n2]
         x = t - (tc_n - L)
-        push = (x >= 0) & (t < tc_n)
-        ph = np.where(push, np.pi * x / L, 0.0)
-        gyr_y += np.where(push, P * (1 - np.cos(ph)) / 2, 0.0)
-        theta += np.where(push, P / 2 * (x - L / np.pi * np.sin(ph)), 0.0)
+        push = np.flatnonzero((x >= 0) & (t < tc_n))
+        P_, L_, x_ = P_pad[n2[push]], L[push], x[push]
+        ph = np.pi * x_ / L_
+        gyr_y += _scatter(n, push, P_ * (1 - np.cos(ph)) / 2)
+        theta += _scatter(n, push, P_ / 2 * (x_ - L_ / np.pi * np.sin(ph)))
         # swing tc[nx] -> ic[nx]
-        S, d1, d2 = _idx(fe.S, nx, 0.0), _idx(fe.d1, nx, 1.0), _idx(fe.d2, nx, 1.0)
+        S_pad = _padded(fe.S, 0.0)
+        d1, d2 = _padded(fe.d1, 1.0)[n2], _padded(fe.d2, 1.0)[n2]
         v = t - tc_n
-        fall = (v >= 0) & (v < d1)
-        rise = (v >= d1) & (v < d1 + d2)
-        ph = np.where(fall, np.pi * v / d1, 0.0)
-        gyr_y += np.where(fall, P - (P + S) * (1 - np.cos(ph)) / 2, 0.0)
-        theta += np.where(fall, P * L / 2 + P * v - (P + S) / 2 * (v - d1 / np.pi * np.sin(ph)), 0.0)
-        w = v - d1
-        ph2 = np.where(rise, np.pi * w / (2 * d2), 0.0)
-        th_d1 = P * L / 2 + P * d1 - (P + S) * d1 / 2
-        gyr_y += np.where(rise, -S * np.cos(ph2), 0.0)
-        theta += np.where(rise, th_d1 - S * 2 * d2 / np.pi * np.sin(ph2), 0.0)
+        fall_m = (v >= 0) & (v < d1)
+        rise_m = (v >= d1) & (v < d1 + d2)
+        fall = np.flatnonzero(fall_m)
+        rise = np.flatnonzero(rise_m)
+        nf = n2[fall]
+        P_, S_, L_, v_, d1_ = P_pad[nf], S_pad[nf], L[fall], v[fall], d1[fall]
+        ph = np.pi * v_ / d1_
+        gyr_y += _scatter(n, fall, P_ - (P_ + S_) * (1 - np.cos(ph)) / 2)
+        theta += _scatter(n, fall, P_ * L_ / 2 + P_ * v_ - (P_ + S_) / 2 * (v_ - d1_ / np.pi * np.sin(ph)))
+        nr = n2[rise]
+        P_, S_, L_, d1_, d2_ = P_pad[nr], S_pad[nr], L[rise], d1[rise], d2[rise]
+        w_ = v[rise] - d1_
+        ph2 = np.pi * w_ / (2 * d2_)
+        th_d1 = P_ * L_ / 2 + P_ * d1_ - (P_ + S_) * d1_ / 2
+        gyr_y += _scatter(n, rise, -S_ * np.cos(ph2))
+        theta += _scatter(n, rise, th_d1 - S_ * 2 * d2_ / np.pi * np.sin(ph2))
         # swing linear acceleration (world forward / up) and frontal/transverse rotation
-        Ts = d1 + d2
-        sw = fall | rise
-        phs = np.where(sw, 2 * np.pi * v / Ts, 0.0)
-        spd = np.interp(t, np.arange(gait.duration_s), gait.speed_m_s)
-        a_f += np.where(sw, 2 * spd * np.pi / Ts * np.sin(phs), 0.0)
-        a_v += np.where(sw, 25.0 * np.sin(phs), 0.0)
-        gyr_x += np.where(sw, sgn * 60 * np.sin(phs), 0.0)
-        gyr_z += np.where(sw, sgn * 90 * np.sin(phs + 0.5), 0.0)
+        sw = np.flatnonzero(fall_m | rise_m)
+        v_ = v[sw]
+        Ts_ = d1[sw] + d2[sw]
+        phs = 2 * np.pi * v_ / Ts_
+        sin_phs = np.sin(phs)
+        spd = np.interp(t[sw], np.arange(gait.duration_s), gait.speed_m_s)
+        a_f += _scatter(n, sw, 2 * spd * np.pi / Ts_ * sin_phs)
+        a_v += _scatter(n, sw, 25.0 * sin_phs)
+        gyr_x += _scatter(n, sw, sgn * 60 * sin_phs)
+        gyr_z += _scatter(n, sw, sgn * 90 * np.sin(phs + 0.5))
     th = np.deg2rad(theta)
     c, s = np.cos(th), np.sin(th)
     acc_x = a_f * c - (G + a_v) * s
     acc_z = a_f * s + (G + a_v) * c
     acc_y = np.zeros_like(t)
     if len(fe.ic):
-        I_j = _idx(fe.impact, j, 0.0)
-        imp = (j >= 0) & (u >= 0) & (u < 0.1)
-        uu = np.where(imp, u, 0.0)
-        acc_z += np.where(imp, I_j * np.exp(-uu / 0.012) * np.sin(2 * np.pi * 30 * uu), 0.0)
-        acc_x -= np.where(imp, 0.6 * I_j * np.exp(-uu / 0.010) * np.sin(2 * np.pi * 35 * uu), 0.0)
-        acc_y += np.where(imp, sgn * 0.2 * I_j * np.exp(-uu / 0.010) * np.sin(2 * np.pi * 40 * uu), 0.0)
-    n = len(t)
+        imp = np.flatnonzero((j >= 0) & (u >= 0) & (u < 0.1))
+        I_j = _padded(fe.impact, 0.0)[j1[imp]]
+        uu = u[imp]
+        acc_z += _scatter(n, imp, I_j * np.exp(-uu / 0.012) * np.sin(2 * np.pi * 30 * uu))
+        e10 = np.exp(-uu / 0.010)
+        acc_x -= _scatter(n, imp, 0.6 * I_j * e10 * np.sin(2 * np.pi * 35 * uu))
+        acc_y += _scatter(n, imp, sgn * 0.2 * I_j * e10 * np.sin(2 * np.pi * 40 * uu))
     bias = gait.gyro_bias[side]
     noise_acc = rng.normal(0, 0.08, (3, n))
     noise_gyr = rng.normal(0, 1.0, (3, n))

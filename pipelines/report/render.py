@@ -207,7 +207,10 @@ def render_cohort(
                 "runner_id": r.runner_id,
                 "score": r.risk_score,
                 "level": r.risk_level,
-                "why": "; ".join(d["reason"] for d in r.drivers[:2]),
+                # contested ACWR only when nothing else explains the flag
+                "why": "; ".join(
+                    d["reason"] for d in ([d for d in r.drivers if d["driver"] != "acwr"] or r.drivers)[:2]
+                ),
                 "sites": ", ".join(list(r.likely_sites)[:3]) or "–",
                 "card": i < MAX_PLOTS,
             }

@@ -47,7 +47,7 @@ from infra import topics
 from infra.kafka_io import end_offsets, make_consumer, make_producer
 from infra.settings import Paths
 from pipelines.io.kafka_source import PartitionSpec
-from pipelines.io.parquet_sink import WriteParquetTable, WriteStateFile, read_state_file
+from pipelines.io.parquet_sink import WriteTables
 from pipelines.lake import read_table
 from pipelines.stream.sessionize import StreamParams
 from pipelines.stream.transforms import StrideFeatureBatch
@@ -275,39 +275,35 @@ def run_batch(opts: StreamOptions, ckpt: dict, specs: list[PartitionSpec], new_o
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     prev_state = stream_dir(paths) / ckpt["state_file"] if ckpt.get("state_file") else None
-    state_rows = read_state_file(prev_state) if prev_state else []
     runners = read_table(paths.table("runners"), RUNNERS, partition_cols=()).to_pylist()
     runners = [{**r, "updated_at": _us(r["updated_at"])} for r in runners]
     file_name = f"part-{batch:06d}.parquet"
+    mode = "in_memory" if opts.workers <= 1 else "multi_threading"
     options = PipelineOptions(
-        [f"--direct_num_workers={opts.workers}", "--direct_running_mode=multi_threading"]
+        [f"--direct_num_workers={max(1, opts.workers)}", f"--direct_running_mode={mode}"]
     )
     t0 = time.perf_counter()
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     out = pipeline | "StrideFeatureBatch" >> StrideFeatureBatch(
         specs,
-        state_rows,
+        str(prev_state) if prev_state is not None and prev_state.exists() else [],
         {int(k): v for k, v in ckpt.get("partition_max", {}).items()},
         runners,
         opts.params,
         reader=opts.kafka_reader,
     )
-    for table, (schema, sort_by) in OUTPUT_TABLES.items():
-        _ = out[table] | f"Write_{table}" >> WriteParquetTable(
-            staging / table, schema, file_name, ("date",), sort_by
-        )
-    _ = out["runners"] | "Write_runners" >> WriteParquetTable(
-        staging / "runners", RUNNERS, "part-0.parquet", (), ("runner_id",)
-    )
-    _ = out["state"] | "Write_state" >> WriteStateFile(staging / "carry.arrow")
     partition_max: dict[str, int] = dict(ckpt.get("partition_max", {}))
-
     maxima_path = staging / "partition_max.json"
-    _ = (
-        out["partition_max"]
-        | "GatherMaxima" >> beam.combiners.ToList()
-        | "WriteMaxima" >> beam.Map(lambda rows: maxima_path.write_text(json.dumps(sorted(rows))))
-    )
+    sinks = {
+        table: ("parquet", (staging / table, schema, file_name, ("date",), sort_by))
+        for table, (schema, sort_by) in OUTPUT_TABLES.items()
+    }
+    sinks["runners"] = ("parquet", (staging / "runners", RUNNERS, "part-0.parquet", (), ("runner_id",)))
+    sinks["state"] = ("state", (staging / "carry.arrow",))
+    sinks["partition_max"] = ("json", (maxima_path,))
+    pcolls = {name: out[name] for name in sinks if name != "partition_max"}
+    pcolls["partition_max"] = out["partition_max"] | "MaximaList" >> beam.Map(lambda kv: [list(kv)])
+    _ = pcolls | "WriteTables" >> WriteTables(sinks)
     result = pipeline.run()
     result.wait_until_finish()
     seconds = time.perf_counter() - t0

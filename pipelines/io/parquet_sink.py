@@ -124,3 +124,54 @@ class WriteStateFile(beam.PTransform):
             | "GatherState" >> beam.combiners.ToList()
             | "WriteIPC" >> beam.ParDo(_WriteStateFn(self.path))
         )
+
+
+class _WriteTablesFn(beam.DoFn):
+    """``(table, [row lists])`` -> that table's file(s); yields written paths."""
+
+    def __init__(self, tables: dict):
+        self.tables = tables
+
+    def process(self, element):
+        name, chunks = element
+        rows = [r for chunk in chunks for r in chunk]
+        kind, args = self.tables[name]
+        if kind == "parquet":
+            yield from _WriteRowsFn(*args).process(rows)
+        elif kind == "state":
+            yield from _WriteStateFn(*args).process(rows)
+        elif kind == "json":
+            import json
+
+            path = Path(args[0])
+            path.write_text(json.dumps(sorted(rows)))
+            yield str(path)
+
+
+class WriteTables(beam.PTransform):
+    """Several tables in one step: ``{name: PCollection of row lists}`` -> files.
+
+    ``tables[name]`` is ``("parquet", (out_dir, schema, file_name, partition_cols, sort_by))``,
+    ``("state", (path,))`` (Arrow IPC carry-over state) or ``("json", (path,))`` (sorted rows as JSON).
+    One Flatten + GroupByKey keyed by table name replaces a combiner per table (Beam's construction
+    and per-stage cost dominate small batches). A table without rows writes no file.
+    """
+
+    def __init__(self, tables: dict):
+        super().__init__()
+        self.tables = {
+            name: (kind, tuple(str(a) if isinstance(a, os.PathLike) else a for a in args))
+            for name, (kind, args) in tables.items()
+        }
+
+    def expand(self, pcolls: dict):
+        tagged = [
+            pcoll | f"Tag_{name}" >> beam.Map(lambda rows, n=name: (n, rows))
+            for name, pcoll in sorted(pcolls.items())
+        ]
+        return (
+            tagged
+            | "AllTables" >> beam.Flatten()
+            | "ByTable" >> beam.GroupByKey()
+            | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables))
+        )

@@ -21,10 +21,11 @@ from infra.settings import ENV_DATA_DIR, Paths
 
 FIT_RUNNER_ID = "fit-runner-001"
 EXAMPLE_QUERY = (
-    "SELECT cohort, count(*) AS runners, round(avg(score), 1) AS mean_risk, "
-    "count(*) FILTER (WHERE level <> 'low') AS flagged "
-    "FROM injury_risk WHERE report_date = (SELECT max(report_date) FROM injury_risk) "
-    "GROUP BY cohort ORDER BY mean_risk DESC"
+    "SELECT r.cohort, count(*) AS runners, round(avg(risk_score), 1) AS mean_risk, "
+    "count(*) FILTER (WHERE risk_level <> 'low') AS flagged, "
+    "round(median(glute_share_median), 3) AS median_glute_share "
+    "FROM injury_risk r JOIN daily d ON d.runner_id = r.runner_id AND d.local_date = r.report_date "
+    "WHERE r.report_date = (SELECT max(report_date) FROM injury_risk) GROUP BY r.cohort ORDER BY mean_risk DESC"
 )
 
 

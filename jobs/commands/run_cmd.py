@@ -22,7 +22,11 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option(DEFAULT_START.isoformat(), "--start", help="First simulated local date."),
         seed: int = typer.Option(7, "--seed", help="Simulation seed (same seed -> same data)."),
         duration_scale: float = typer.Option(
-            1.0, "--duration-scale", min=0.05, max=3.0, help="Scale simulated session durations."
+            0.1,
+            "--duration-scale",
+            min=0.01,
+            max=3.0,
+            help="Scale simulated session durations (1.0 = full 25-95 min runs; 0.1 keeps make run to minutes).",
         ),
         block_s: int = typer.Option(
             1, "--block-seconds", min=1, max=10, help="Seconds of samples per sensor block."

@@ -44,7 +44,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from kafka import TopicPartition
 
 from infra import topics
-from infra.kafka_io import end_offsets, make_consumer, make_producer
+from infra.kafka_io import make_consumer, make_producer
 from infra.settings import Paths
 from pipelines.io.kafka_source import PartitionSpec
 from pipelines.io.parquet_sink import WriteTables
@@ -238,23 +238,61 @@ def _commit_kafka_offsets(bootstrap: str, offsets: dict, log: Callable[[str], No
         log(f"kafka offset commit skipped ({type(exc).__name__}: {exc})")
 
 
-def plan_ranges(opts: StreamOptions, ckpt: dict) -> tuple[list[PartitionSpec], dict, int]:
-    """Offset ranges for the next batch (capped by bytes) -> (specs, new offsets, backlog messages)."""
-    consumer = make_consumer(opts.bootstrap, max_poll_records=1, fetch_max_bytes=1024)
+def _high_watermarks(
+    bootstrap: str, names: list[str], timeout_s: float = 15.0
+) -> tuple[dict, dict, list[int]]:
+    """Begin and end (fetch high watermark) offsets of every partition of ``names`` with one consumer.
+
+    All partitions are assigned at once, so empty partitions cost one fetch round, not a poll timeout
+    each (Tansu under-reports ListOffsets(LATEST), see infra.kafka_io.end_offsets). Also returns the
+    sizes of the few records the polls returned (the message-size estimate of a first batch).
+    """
+    from infra.kafka_io import partitions_of
+
+    consumer = make_consumer(bootstrap, max_poll_records=64, max_partition_fetch_bytes=256 * 1024)
     try:
-        backlog: dict[tuple[str, int], tuple[int, int]] = {}
-        for key in INPUT_TOPIC_KEYS:
-            name = topics.topic(key)
-            ends = end_offsets(opts.bootstrap, name, consumer)
-            begins = consumer.beginning_offsets([TopicPartition(name, p) for p in ends])
-            committed = ckpt["offsets"].get(name, {})
-            for p, end in ends.items():
-                start = max(int(committed.get(str(p), 0)), begins[TopicPartition(name, p)])
-                if end > start:
-                    backlog[(name, p)] = (start, end)
+        parts = [TopicPartition(n, p) for n in names for p in partitions_of(consumer, n)]
+        consumer.assign(parts)
+        begins = consumer.beginning_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, begins[tp])
+        ends: dict = {}
+        sizes: dict[str, list[int]] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(ends) < len(parts):
+            if time.monotonic() > deadline:
+                missing = [f"{tp.topic}[{tp.partition}]" for tp in parts if tp not in ends]
+                raise RuntimeError(f"no high watermark for {missing}")
+            for tp, records in consumer.poll(timeout_ms=100).items():
+                sizes.setdefault(tp.topic, []).extend(len(r.value or b"") for r in records)
+            for tp in parts:
+                if tp not in ends:
+                    hw = consumer.highwater(tp)
+                    if hw is not None:
+                        ends[tp] = hw
+                        consumer.pause(tp)  # no more fetches for it
+        return begins, ends, sizes
     finally:
         consumer.close()
+
+
+def plan_ranges(opts: StreamOptions, ckpt: dict) -> tuple[list[PartitionSpec], dict, int]:
+    """Offset ranges for the next batch (capped by bytes) -> (specs, new offsets, backlog messages)."""
+    names = [topics.topic(key) for key in INPUT_TOPIC_KEYS]
+    begins, ends, sizes = _high_watermarks(opts.bootstrap, names)
+    backlog: dict[tuple[str, int], tuple[int, int]] = {}
+    for tp, end in ends.items():
+        committed = ckpt["offsets"].get(tp.topic, {})
+        start = max(int(committed.get(str(tp.partition), 0)), begins[tp])
+        if end > start:
+            backlog[(tp.topic, tp.partition)] = (start, end)
     total = sum(e - s for s, e in backlog.values())
+    if not ckpt.get("avg_bytes") and total:  # first batch: estimate from the records just seen
+        est = sum(
+            (e - s) * (sum(sizes[t]) / len(sizes[t]) if sizes.get(t) else DEFAULT_AVG_MESSAGE_BYTES)
+            for (t, _), (s, e) in backlog.items()
+        )
+        ckpt = {**ckpt, "avg_bytes": max(1, int(est / total))}
     avg = ckpt.get("avg_bytes", DEFAULT_AVG_MESSAGE_BYTES)
     budget = max(1, int(opts.max_batch_bytes // max(avg, 1)))
     specs = []

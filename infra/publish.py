@@ -9,6 +9,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from kafka.partitioner import DefaultPartitioner
+from kafka.partitioner.default import murmur2
+
 from infra import topics
 from infra.kafka_io import make_producer
 from schemas.codec import encode
@@ -74,6 +77,31 @@ def make_dead_letter(
     )
 
 
+class _KeyPartitioner(DefaultPartitioner):
+    """kafka-python's default keyed partitioning (murmur2(key) mod partitions over the sorted partition
+    list), with the pure-Python murmur2 hash memoised per key: there are only a few keys (runner ids)."""
+
+    _MAX_KEYS = 100_000
+
+    def __init__(self) -> None:
+        self._hash: dict[bytes, int] = {}
+        self._sorted: dict[str, tuple[set, list]] = {}
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        parts = cluster.partitions_for_topic(topic) if serialized_key is not None else None
+        if not parts:  # unkeyed, or topic unknown: the default behaviour (random / ValueError)
+            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
+        h = self._hash.get(serialized_key)
+        if h is None:
+            if len(self._hash) >= self._MAX_KEYS:
+                self._hash.clear()
+            h = self._hash[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
+        cached = self._sorted.get(topic)
+        if cached is None or cached[0] != parts:
+            cached = self._sorted[topic] = (parts, sorted(parts))
+        return cached[1][h % len(cached[1])]
+
+
 class Publisher:
     """Validating, keyed producer. Use as a context manager; ``counts`` reconcile at the end.
 
@@ -87,6 +115,7 @@ class Publisher:
     def __init__(self, bootstrap: str, stage: str, now_us: int | None = None, **producer_overrides):
         self.stage = stage
         self.now_us = now_us
+        producer_overrides.setdefault("partitioner", _KeyPartitioner())
         self.producer = make_producer(bootstrap, client_id=f"gluteflow-{stage}", **producer_overrides)
         self.counts = PublishCounts()
         self._topics = {cls: topics.topic(key) for cls, key in TOPIC_KEY_BY_TYPE.items()}

@@ -447,17 +447,26 @@ def emg_envelopes(gait: SessionGait, t_s: np.ndarray, rng: np.random.Generator) 
     for side in ("left", "right"):
         fe = gait.foot(side)
         j = np.searchsorted(fe.ic, t, side="right") - 1 if len(fe.ic) else np.full(n, -1)
+        # per IC neighbour (previous, next): padded index, in-range mask, t - ic
+        neighbours = []
+        for jj in (j, j + 1):  # bursts from the previous IC (stance) and the next IC (late swing)
+            ok = (jj >= 0) & (jj < len(fe.ic))
+            if ok.any():
+                p = jj + 1  # _padded(arr, f)[jj + 1] == _idx(arr, jj, f) for -1 <= jj <= len
+                neighbours.append((p, ok, t - _padded(fe.ic, 0.0)[p]))
         for muscle in MUSCLES:
             on, off = _burst_windows(fe, muscle)
+            amp = fe.amp[muscle]
             env = np.zeros(n)
-            for jj in (j, j + 1):  # bursts from the previous IC (stance) and the next IC (late swing)
-                ok = (jj >= 0) & (jj < len(fe.ic))
-                if not ok.any():
-                    continue
-                ic = _idx(fe.ic, jj, 0.0)
-                o0, o1 = _idx(on, jj, 0.0), _idx(off, jj, 1.0)
-                x = (t - ic - o0) / np.maximum(o1 - o0, 1e-3)
-                env += np.where(ok, _idx(fe.amp[muscle], jj, 0.0) * _burst(x), 0.0)
+            for p, ok, t_ic in neighbours:
+                o0, o1 = _padded(on, 0.0)[p], _padded(off, 1.0)[p]
+                x = (t_ic - o0) / np.maximum(o1 - o0, 1e-3)
+                if np.isfinite(amp).all() and (amp >= 0).all():
+                    # amp * _burst(x) is +0.0 outside the burst (0 <= x <= 1): evaluate it only inside
+                    inside = np.flatnonzero(ok & (x >= 0) & (x <= 1))
+                    env += _scatter(n, inside, _padded(amp, 0.0)[p[inside]] * _burst(x[inside]))
+                else:
+                    env += np.where(ok, _padded(amp, 0.0)[p] * _burst(x), 0.0)
             floor = 3.0 + np.abs(rng.normal(0, 0.6, n))
             out[f"{muscle}_{side}"] = np.clip(env * (1 + rng.normal(0, 0.05, n)) + floor, 0, 9000)
     return {k: v.astype(np.float32) for k, v in out.items()}

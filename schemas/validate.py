@@ -108,6 +108,36 @@ _min = np.minimum.reduce
 _max = np.maximum.reduce
 
 
+_RANGE_VECTORS: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _range_vectors(names: tuple[str, ...], expected: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (low, high) per channel: the same values a Python-float bound takes against float32."""
+    try:
+        return _RANGE_VECTORS[names]
+    except KeyError:
+        lo = np.array([SAMPLE_RANGES[expected[k]][0] for k in names], dtype=np.float32)
+        hi = np.array([SAMPLE_RANGES[expected[k]][1] for k in names], dtype=np.float32)
+        _RANGE_VECTORS[names] = (lo, hi)
+        return lo, hi
+
+
+def _samples_all_ok(b: SensorBlock, expected: dict[str, str]) -> bool:
+    """True when every channel is a 1-D array of n_samples finite, in-range values with the right unit
+    (one min and one max reduction over all channels stacked). False means "check one by one"."""
+    n = b.n_samples
+    units = b.units
+    arrays = []
+    for name, arr in b.channels.items():
+        if type(arr) is not np.ndarray or arr.ndim != 1 or len(arr) != n or units.get(name) != expected[name]:
+            return False
+        arrays.append(arr)
+    lo, hi = _range_vectors(tuple(b.channels), expected)
+    m = np.array(arrays, dtype=np.float32)
+    # NaN propagates through min/max and fails both comparisons; +-inf is out of every range
+    return bool((lo <= _min(m, axis=1)).all() and (_max(m, axis=1) <= hi).all())
+
+
 def _check_block(b: SensorBlock) -> Rejection | None:
     expected = SENSOR_CHANNELS.get(b.sensor)
     if expected is None:
@@ -123,6 +153,9 @@ def _check_block(b: SensorBlock) -> Rejection | None:
         missing = set(expected) - set(b.channels)
         unknown = set(b.channels) - set(expected)
         return Rejection("bad_channels", f"{b.sensor}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+    if _samples_all_ok(b, expected):
+        return None
+    # something is wrong (or the channels are not plain 1-D arrays): check channel by channel, in order
     for name, arr in b.channels.items():
         if len(arr) != b.n_samples:
             return Rejection(

@@ -23,8 +23,9 @@ Policy (all times are device event time, microseconds)
   ``[IC, next IC]`` (or those units are closed/absent), at most ``aux_wait_s`` of its own unit's event time.
 * **Closing**: a session closes when its end marker has been seen and every unit reached it (its last
   block arrived: ``max_end - clock_offset >= end - end_tolerance_s``, no hole in its last
-  ``end_contiguous_s``), or when the partition watermark passed the session's last data
-  by ``session_gap_s``. Closing flushes every remaining stride; later blocks are late.
+  ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the session's most advanced
+  unit (a dead battery: such a unit never reaches the end), or when the partition watermark passed the
+  session's last data by ``session_gap_s``. Closing flushes every remaining stride; later blocks are late.
 """
 
 from __future__ import annotations
@@ -550,8 +551,13 @@ def process_session(
     closing = force_close
     if state.units and state.end_marker_us is not None:
         tol = int(params.end_tolerance_s * 1e6)
+        # a unit whose data stopped more than the allowed lateness before the session's most advanced
+        # unit (battery died, sensor removed) never reaches the end marker: it must not hold the session
+        # (and every pending stride of the other units) open until the partition watermark moves on
+        lead = max(u.max_end_us - u.clock_offset_us for u in state.units.values())
         closing = closing or all(
-            u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol and _tail_contiguous(u, params)
+            (u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol and _tail_contiguous(u, params))
+            or u.max_end_us - u.clock_offset_us < lead - lateness
             for u in state.units.values()
         )
     if state.units and partition_watermark_us >= state.last_data_us + int(params.session_gap_s * 1e6):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
@@ -123,3 +124,154 @@ def test_watch_only_asymmetry_from_gct_balance() -> None:
     truth = pd.DataFrame([t.__dict__ for t in traits]).set_index("runner_id").loc[got.index]
     assert spearmanr(got["asymmetry_raw"], truth["asymmetry_pct"]).statistic >= 0.8
     assert got["glute_deficit_raw"].isna().all() and got["overstride_raw"].isna().all()
+
+
+# --- reference: the previous per-day implementation of comp.day_components (a pandas call per day) ---
+
+
+def _ref_wmean(values: pd.Series, weights: pd.Series) -> float:
+    ok = values.notna() & weights.notna() & (weights > 0)
+    if not ok.any():
+        return math.nan
+    return float(np.average(values[ok], weights=weights[ok]))
+
+
+def _ref_day_row(g: pd.DataFrame) -> dict[str, object]:
+    r: dict[str, object] = {}
+    # EMG: glute deficit, calf and hamstring dominance, recruitment inversion
+    glute = _ref_wmean(g["glute_act"], g["n_glute"])
+    r["glute_deficit_raw"] = 1.0 - glute if np.isfinite(glute) else math.nan
+    r["glute_deficit_sensors"] = "emg" if np.isfinite(glute) else None
+    calf = _ref_wmean(g["calf_act"], g["n_calf"])
+    r["calf_dominance_raw"] = calf - 1.0 if np.isfinite(calf) else math.nan
+    r["calf_dominance_sensors"] = "emg" if np.isfinite(calf) else None
+    ham = _ref_wmean(g["ham_act"], g["n_ham"])
+    r["hamstring_dominance_raw"] = ham - 1.0 if np.isfinite(ham) else math.nan
+    r["hamstring_dominance_sensors"] = "emg" if np.isfinite(ham) else None
+    n_obs = g["n_inv_obs"].sum(min_count=1)
+    inv = float(g["n_inverted"].sum() / n_obs) if n_obs and n_obs > 0 else math.nan
+    r["recruitment_inversion_raw"] = inv
+    r["recruitment_inversion_sensors"] = "emg" if np.isfinite(inv) else None
+    r["glute_share_median"] = _ref_wmean(g["glute_share"], g["n_glute"])
+    # pelvis IMU
+    pd_deg = _ref_wmean(g["pelvic_drop_deg"], g["n_pelvis"])
+    r["pelvic_drop_raw"] = pd_deg
+    r["pelvic_drop_sensors"] = "pelvis_imu" if np.isfinite(pd_deg) else None
+    # asymmetry: strides L/R GCT, else watch GCT balance; glute L/R as a secondary measure
+    si_strides = [
+        comp.symmetry_index_pct(a, b) for a, b in zip(g["gct_left_ms"], g["gct_right_ms"], strict=True)
+    ]
+    si = _ref_wmean(pd.Series(si_strides, index=g.index), g["n_gct_lr"])
+    sensors = "foot_imu"
+    if not np.isfinite(si):
+        si = _ref_wmean(4.0 * (g["gct_balance_left_pct"] - 50.0).abs(), g["n_balance"])
+        sensors = "watch"
+    glute_si = _ref_wmean(
+        pd.Series(
+            [comp.symmetry_index_pct(a, b) for a, b in zip(g["glute_left"], g["glute_right"], strict=True)],
+            index=g.index,
+        ),
+        g["n_glute_lr"],
+    )
+    r["asymmetry_raw"] = si
+    r["asymmetry_gct_si_pct"] = si
+    r["asymmetry_glute_si_pct"] = glute_si
+    r["asymmetry_sensors"] = (
+        ",".join(x for x, ok in ((sensors, np.isfinite(si)), ("emg", np.isfinite(glute_si))) if ok) or None
+    )
+    # overstride: foot-strike angle; cadence (strides, else watch) as a secondary measure
+    fsa = _ref_wmean(g["fsa_deg"], g["n_fsa"])
+    cad = _ref_wmean(g["cadence_spm"], g["n_cadence"])
+    if not np.isfinite(cad):
+        cad = _ref_wmean(g["watch_cadence_spm"], g["n_watch_cadence"])
+    r["overstride_raw"] = fsa
+    r["cadence_spm"] = cad
+    r["overstride_sensors"] = "foot_imu" if np.isfinite(fsa) else None
+    # fatigue drift: GCT last vs first third of long runs (strides, else watch); glute drop secondary
+    gct_e = g["gct_early_ms"].where(g["gct_early_ms"].notna(), g["watch_gct_early_ms"])
+    gct_l = g["gct_late_ms"].where(g["gct_early_ms"].notna(), g["watch_gct_late_ms"])
+    drift = (gct_l - gct_e) / gct_e * 100.0
+    r["fatigue_drift_raw"] = _ref_wmean(drift, g["duration_s"])
+    glute_drop = (g["glute_early"] - g["glute_late"]) / g["glute_early"] * 100.0
+    r["fatigue_glute_drop_pct"] = _ref_wmean(glute_drop, g["duration_s"])
+    fd_sensors = []
+    if np.isfinite(r["fatigue_drift_raw"]):
+        fd_sensors.append("foot_imu" if g["gct_early_ms"].notna().any() else "watch")
+    if np.isfinite(r["fatigue_glute_drop_pct"]):
+        fd_sensors.append("emg")
+    r["fatigue_drift_sensors"] = ",".join(fd_sensors) or None
+    return r
+
+
+def _ref_day_components(sessions: pd.DataFrame) -> pd.DataFrame:
+    """Raw component values per day from per-session statistics.
+
+    Parameters
+    ----------
+    sessions
+        One row per session with a ``day`` column, ``duration_s``, and the keys of
+        :func:`session_stride_stats` and :func:`session_watch_stats` (NaN where absent).
+
+    Returns
+    -------
+    DataFrame indexed by ``day`` with ``<component>_raw`` and ``<component>_sensors`` for every
+    component plus ``glute_share_median``, ``cadence_spm``, ``asymmetry_gct_si_pct``,
+    ``asymmetry_glute_si_pct`` and ``fatigue_glute_drop_pct``. Day values are count-weighted means
+    of session medians (duration-weighted for fatigue drift).
+    """
+    if sessions.empty:
+        return pd.DataFrame()
+    rows = {day: _ref_day_row(g) for day, g in sessions.groupby("day", sort=True)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _random_sessions(rng: np.random.Generator, n_days: int = 25) -> pd.DataFrame:
+    """Random session statistics with NaNs, zero/NaN weights, watch-only sessions and busy days."""
+    per_day = rng.integers(1, 4, n_days)
+    per_day[[3, 11]] = [9, 13]  # > 7 sessions: numpy sums these pairwise, bincount would not
+    day = np.repeat(
+        np.array([dt.date(2024, 1, 1) + dt.timedelta(days=int(d)) for d in rng.permutation(n_days)]), per_day
+    )
+    n = len(day)
+    keys = [k for k in (*comp.STRIDE_STAT_KEYS, *comp.WATCH_STAT_KEYS) if k != "n_ok"]
+    cols = {}
+    for k in keys:
+        if k.startswith("n_"):
+            x = rng.choice([0.0, 1.0, 7.0, 300.0, 1234.5, -1.0], n) * rng.uniform(0.5, 2.0, n)
+        else:
+            x = rng.normal(1.0, 0.3, n) * 10 ** rng.uniform(-1, 2.5, n)
+        x[rng.random(n) < 0.25] = np.nan
+        cols[k] = x
+    watch_only = rng.random(n) < 0.3
+    for k in comp.STRIDE_STAT_KEYS:
+        if k in cols:
+            cols[k][watch_only] = np.nan
+    cols["gct_left_ms"][:3] = [1.0, -1.0, 0.0]
+    cols["gct_right_ms"][:3] = [-1.0, -1.0, 0.0]
+    cols["gct_early_ms"][3] = 0.0  # division by zero -> inf drift
+    dur = rng.uniform(600, 6000, n)
+    dur[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame({"day": day, "session_id": [f"s{i}" for i in range(n)], "duration_s": dur, **cols})
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_day_components_equal_per_day_reference(seed: int) -> None:
+    sessions = _random_sessions(np.random.default_rng(seed))
+    got = comp.day_components(sessions)
+    want = _ref_day_components(sessions)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for col in got.columns:  # bit-identical floats, down to the sign of zero
+        a, b = got[col].to_numpy(), want[col].to_numpy()
+        if a.dtype == float:
+            fin = np.isfinite(a)
+            assert np.array_equal(a[fin].view(np.int64), b[fin].view(np.int64)), col
+
+
+def test_calendar_arrays_equal_reindexed_day_components() -> None:
+    """runner_daily_rows' path (day indices on the calendar) == day_components reindexed, after scoring."""
+    sessions = _random_sessions(np.random.default_rng(11))
+    days = [dt.date(2023, 12, 20) + dt.timedelta(days=i) for i in range(50)]
+    idx = np.array([days.index(d) for d in sessions["day"]])
+    got = comp.score_components(pd.DataFrame(comp.day_component_arrays(sessions, idx, len(days))))
+    want = comp.score_components(_ref_day_components(sessions).reindex(days).reset_index(drop=True))
+    pd.testing.assert_frame_equal(got[want.columns], want, check_exact=True)

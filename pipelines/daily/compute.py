@@ -319,8 +319,8 @@ def runner_daily_rows(
     prev30, spike_ratio, spike_flag = load.session_spike(np.where(distance_known, longest, np.nan))
 
     # compensation components on the calendar-complete frame
-    if has_sessions:
-        raw = comp.day_components(s).reindex(list(days))
+    if has_sessions:  # all days at once, grouped by calendar index (same values as day_components)
+        raw = pd.DataFrame(comp.day_component_arrays(s, idx, n))
     else:
         raw = pd.DataFrame(index=list(days))
     for c in COMPONENT_NAMES:
@@ -339,7 +339,7 @@ def runner_daily_rows(
     scored = comp.score_components(raw.reset_index(drop=True))
 
     rest = sessions == 0
-    out = pd.DataFrame(
+    data = dict(
         {
             "runner_id": runner_id,
             "cohort": profile.get("cohort"),
@@ -373,11 +373,12 @@ def runner_daily_rows(
             "date": days,
         }
     )
-    out["strides"] = np.floor(out["steps"] / 2.0)
+    data["strides"] = np.floor(data["steps"] / 2.0)
     for col in scored.columns:
-        if col not in out and col in DAILY.names:
-            out[col] = scored[col].to_numpy()
-    out["schema_version"] = DAILY_SCHEMA_VERSION
+        if col not in data and col in DAILY.names:
+            data[col] = scored[col].to_numpy()
+    data["schema_version"] = DAILY_SCHEMA_VERSION
+    out = pd.DataFrame(data)  # framed once: column-by-column inserts dominated the per-runner cost
 
     # which dates get a row: profile known, or a session in [d - LOOKBACK_DAYS, d]
     keep = np.zeros(n, dtype=bool)

@@ -319,75 +319,147 @@ def session_watch_stats(records: pd.DataFrame, start_s: float, duration_s: float
     return out
 
 
-def _wmean(values: pd.Series, weights: pd.Series) -> float:
-    ok = values.notna() & weights.notna() & (weights > 0)
-    if not ok.any():
-        return math.nan
-    return float(np.average(values[ok], weights=weights[ok]))
+#: groups with at least this many summed elements are re-summed with ``np.sum`` (see :func:`_group_sum`)
+_SEQUENTIAL_SUM_MAX = 7
 
 
-def _day_row(g: pd.DataFrame) -> dict[str, object]:
-    r: dict[str, object] = {}
+def _group_sum(x: np.ndarray, gid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group sums and counts of ``x`` (group ``gid[i]`` in ``0..n-1``), summed in row order.
+
+    ``np.bincount`` adds each group's values sequentially, which is bit-identical to ``np.sum`` of
+    the group's values for up to 7 values (numpy sums larger arrays pairwise); larger groups are
+    rare (8+ sessions a day) and re-summed with ``np.sum`` so results never depend on the path.
+    """
+    total = np.bincount(gid, weights=x, minlength=n)
+    count = np.bincount(gid, minlength=n)
+    for k in np.flatnonzero(count > _SEQUENTIAL_SUM_MAX):
+        total[k] = x[gid == k].sum()
+    return total, count
+
+
+def _group_wmean(values: np.ndarray, weights: np.ndarray, gid: np.ndarray, n: int) -> np.ndarray:
+    """Per-group weighted mean ``sum(v * w) / sum(w)`` over rows with v, w not NaN and w > 0.
+
+    Same value as ``np.average(v[ok], weights=w[ok])`` for each group; NaN where no row qualifies.
+    """
+    with np.errstate(invalid="ignore"):
+        ok = ~np.isnan(values) & ~np.isnan(weights) & (weights > 0)
+    v, w, g = values[ok], weights[ok], gid[ok]
+    num, count = _group_sum(np.multiply(v, w), g, n)
+    den, _ = _group_sum(w, g, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, num / np.where(count > 0, den, 1.0), np.nan)
+
+
+def _symmetry_index_pct(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Element-wise :func:`symmetry_index_pct`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.isfinite(left) & np.isfinite(right) & ~(left + right <= 0)
+        return np.where(ok, np.abs(left - right) / ((left + right) / 2.0) * 100.0, np.nan)
+
+
+def _label(finite: np.ndarray, name: str) -> np.ndarray:
+    """Object array: ``name`` where ``finite``, else None."""
+    out = np.full(len(finite), None, dtype=object)
+    out[finite] = name
+    return out
+
+
+def _join_labels(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Object array ``"a,b"`` / ``"a"`` / ``"b"`` / None from two label arrays (``""`` = absent)."""
+    out = np.full(len(first), None, dtype=object)
+    for a in np.unique(first):
+        for b in np.unique(second):
+            label = ",".join(str(x) for x in (a, b) if x)
+            if label:
+                out[(first == a) & (second == b)] = label
+    return out
+
+
+class _Columns(dict):
+    """``sessions`` columns as float arrays (NaN for missing values), converted on first use."""
+
+    def __init__(self, sessions: pd.DataFrame) -> None:
+        super().__init__()
+        self.sessions = sessions
+
+    def __missing__(self, name: str) -> np.ndarray:
+        self[name] = col = self.sessions[name].to_numpy(dtype=float, na_value=np.nan)
+        return col
+
+
+def day_component_arrays(sessions: pd.DataFrame, gid: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """Raw component columns (see :func:`day_components`) for ``n`` days, vectorised over sessions.
+
+    ``gid[i]`` is the day index (``0..n-1``) of session row ``i``; rows of a day are combined in
+    row order. Days without sessions get NaN / None. All days are computed at once with grouped
+    sums (``np.bincount`` over day indices): ``wmean_d(v, w) = sum_{i in d, ok} v_i w_i / sum w_i``.
+    """
+    gid = np.asarray(gid, dtype=np.intp)
+    c = _Columns(sessions)
+    r: dict[str, np.ndarray] = {}
+
+    def wm(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return _group_wmean(values, weights, gid, n)
+
     # EMG: glute deficit, calf and hamstring dominance, recruitment inversion
-    glute = _wmean(g["glute_act"], g["n_glute"])
-    r["glute_deficit_raw"] = 1.0 - glute if np.isfinite(glute) else math.nan
-    r["glute_deficit_sensors"] = "emg" if np.isfinite(glute) else None
-    calf = _wmean(g["calf_act"], g["n_calf"])
-    r["calf_dominance_raw"] = calf - 1.0 if np.isfinite(calf) else math.nan
-    r["calf_dominance_sensors"] = "emg" if np.isfinite(calf) else None
-    ham = _wmean(g["ham_act"], g["n_ham"])
-    r["hamstring_dominance_raw"] = ham - 1.0 if np.isfinite(ham) else math.nan
-    r["hamstring_dominance_sensors"] = "emg" if np.isfinite(ham) else None
-    n_obs = g["n_inv_obs"].sum(min_count=1)
-    inv = float(g["n_inverted"].sum() / n_obs) if n_obs and n_obs > 0 else math.nan
+    glute = wm(c["glute_act"], c["n_glute"])
+    r["glute_deficit_raw"] = np.where(np.isfinite(glute), 1.0 - glute, np.nan)
+    r["glute_deficit_sensors"] = _label(np.isfinite(glute), "emg")
+    calf = wm(c["calf_act"], c["n_calf"])
+    r["calf_dominance_raw"] = np.where(np.isfinite(calf), calf - 1.0, np.nan)
+    r["calf_dominance_sensors"] = _label(np.isfinite(calf), "emg")
+    ham = wm(c["ham_act"], c["n_ham"])
+    r["hamstring_dominance_raw"] = np.where(np.isfinite(ham), ham - 1.0, np.nan)
+    r["hamstring_dominance_sensors"] = _label(np.isfinite(ham), "emg")
+    # share = sum(n_inverted) / sum(n_inv_obs) (NaN counts as 0; NaN when no day session observed it)
+    obs = c["n_inv_obs"]
+    n_obs, _ = _group_sum(np.where(np.isnan(obs), 0.0, obs), gid, n)
+    obs_seen, _ = _group_sum((~np.isnan(obs)).astype(float), gid, n)
+    n_inv, _ = _group_sum(np.where(np.isnan(c["n_inverted"]), 0.0, c["n_inverted"]), gid, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where((obs_seen > 0) & (n_obs > 0), n_inv / np.where(n_obs > 0, n_obs, 1.0), np.nan)
     r["recruitment_inversion_raw"] = inv
-    r["recruitment_inversion_sensors"] = "emg" if np.isfinite(inv) else None
-    r["glute_share_median"] = _wmean(g["glute_share"], g["n_glute"])
+    r["recruitment_inversion_sensors"] = _label(np.isfinite(inv), "emg")
+    r["glute_share_median"] = wm(c["glute_share"], c["n_glute"])
     # pelvis IMU
-    pd_deg = _wmean(g["pelvic_drop_deg"], g["n_pelvis"])
+    pd_deg = wm(c["pelvic_drop_deg"], c["n_pelvis"])
     r["pelvic_drop_raw"] = pd_deg
-    r["pelvic_drop_sensors"] = "pelvis_imu" if np.isfinite(pd_deg) else None
+    r["pelvic_drop_sensors"] = _label(np.isfinite(pd_deg), "pelvis_imu")
     # asymmetry: strides L/R GCT, else watch GCT balance; glute L/R as a secondary measure
-    si_strides = [symmetry_index_pct(a, b) for a, b in zip(g["gct_left_ms"], g["gct_right_ms"], strict=True)]
-    si = _wmean(pd.Series(si_strides, index=g.index), g["n_gct_lr"])
-    sensors = "foot_imu"
-    if not np.isfinite(si):
-        si = _wmean(4.0 * (g["gct_balance_left_pct"] - 50.0).abs(), g["n_balance"])
-        sensors = "watch"
-    glute_si = _wmean(
-        pd.Series(
-            [symmetry_index_pct(a, b) for a, b in zip(g["glute_left"], g["glute_right"], strict=True)],
-            index=g.index,
-        ),
-        g["n_glute_lr"],
-    )
+    si_strides = wm(_symmetry_index_pct(c["gct_left_ms"], c["gct_right_ms"]), c["n_gct_lr"])
+    si_watch = wm(4.0 * np.abs(c["gct_balance_left_pct"] - 50.0), c["n_balance"])
+    from_strides = np.isfinite(si_strides)
+    si = np.where(from_strides, si_strides, si_watch)
+    glute_si = wm(_symmetry_index_pct(c["glute_left"], c["glute_right"]), c["n_glute_lr"])
     r["asymmetry_raw"] = si
     r["asymmetry_gct_si_pct"] = si
     r["asymmetry_glute_si_pct"] = glute_si
-    r["asymmetry_sensors"] = (
-        ",".join(x for x, ok in ((sensors, np.isfinite(si)), ("emg", np.isfinite(glute_si))) if ok) or None
-    )
+    si_name = np.where(np.isfinite(si), np.where(from_strides, "foot_imu", "watch"), "")
+    r["asymmetry_sensors"] = _join_labels(si_name, np.where(np.isfinite(glute_si), "emg", ""))
     # overstride: foot-strike angle; cadence (strides, else watch) as a secondary measure
-    fsa = _wmean(g["fsa_deg"], g["n_fsa"])
-    cad = _wmean(g["cadence_spm"], g["n_cadence"])
-    if not np.isfinite(cad):
-        cad = _wmean(g["watch_cadence_spm"], g["n_watch_cadence"])
+    fsa = wm(c["fsa_deg"], c["n_fsa"])
+    cad = wm(c["cadence_spm"], c["n_cadence"])
+    cad = np.where(np.isfinite(cad), cad, wm(c["watch_cadence_spm"], c["n_watch_cadence"]))
     r["overstride_raw"] = fsa
     r["cadence_spm"] = cad
-    r["overstride_sensors"] = "foot_imu" if np.isfinite(fsa) else None
+    r["overstride_sensors"] = _label(np.isfinite(fsa), "foot_imu")
     # fatigue drift: GCT last vs first third of long runs (strides, else watch); glute drop secondary
-    gct_e = g["gct_early_ms"].where(g["gct_early_ms"].notna(), g["watch_gct_early_ms"])
-    gct_l = g["gct_late_ms"].where(g["gct_early_ms"].notna(), g["watch_gct_late_ms"])
-    drift = (gct_l - gct_e) / gct_e * 100.0
-    r["fatigue_drift_raw"] = _wmean(drift, g["duration_s"])
-    glute_drop = (g["glute_early"] - g["glute_late"]) / g["glute_early"] * 100.0
-    r["fatigue_glute_drop_pct"] = _wmean(glute_drop, g["duration_s"])
-    fd_sensors = []
-    if np.isfinite(r["fatigue_drift_raw"]):
-        fd_sensors.append("foot_imu" if g["gct_early_ms"].notna().any() else "watch")
-    if np.isfinite(r["fatigue_glute_drop_pct"]):
-        fd_sensors.append("emg")
-    r["fatigue_drift_sensors"] = ",".join(fd_sensors) or None
+    stride_thirds = ~np.isnan(c["gct_early_ms"])
+    gct_e = np.where(stride_thirds, c["gct_early_ms"], c["watch_gct_early_ms"])
+    gct_l = np.where(stride_thirds, c["gct_late_ms"], c["watch_gct_late_ms"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drift = (gct_l - gct_e) / gct_e * 100.0
+        glute_drop = (c["glute_early"] - c["glute_late"]) / c["glute_early"] * 100.0
+    r["fatigue_drift_raw"] = wm(drift, c["duration_s"])
+    r["fatigue_glute_drop_pct"] = wm(glute_drop, c["duration_s"])
+    any_stride_thirds = np.bincount(gid, weights=stride_thirds, minlength=n) > 0
+    fd_name = np.where(
+        np.isfinite(r["fatigue_drift_raw"]), np.where(any_stride_thirds, "foot_imu", "watch"), ""
+    )
+    r["fatigue_drift_sensors"] = _join_labels(
+        fd_name, np.where(np.isfinite(r["fatigue_glute_drop_pct"]), "emg", "")
+    )
     return r
 
 
@@ -402,15 +474,18 @@ def day_components(sessions: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame indexed by ``day`` with ``<component>_raw`` and ``<component>_sensors`` for every
-    component plus ``glute_share_median``, ``cadence_spm``, ``asymmetry_gct_si_pct``,
+    DataFrame indexed by ``day`` (sorted) with ``<component>_raw`` and ``<component>_sensors`` for
+    every component plus ``glute_share_median``, ``cadence_spm``, ``asymmetry_gct_si_pct``,
     ``asymmetry_glute_si_pct`` and ``fatigue_glute_drop_pct``. Day values are count-weighted means
-    of session medians (duration-weighted for fatigue drift).
+    of session medians (duration-weighted for fatigue drift), see :func:`day_component_arrays`.
     """
     if sessions.empty:
         return pd.DataFrame()
-    rows = {day: _day_row(g) for day, g in sessions.groupby("day", sort=True)}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    codes, days = pd.factorize(sessions["day"], sort=True)
+    keep = codes >= 0
+    s = sessions[keep] if not keep.all() else sessions
+    cols = day_component_arrays(s, codes[keep], len(days))
+    return pd.DataFrame(cols, index=pd.Index(list(days), dtype=object))
 
 
 def score_components(daily: pd.DataFrame) -> pd.DataFrame:
@@ -433,14 +508,16 @@ def score_components(daily: pd.DataFrame) -> pd.DataFrame:
     (``w`` from the evidence grade), ``compensation_components_available`` and
     ``compensation_sensors``. Days without any computable component get a NULL score.
     """
-    out = daily.copy()
-    n = len(out)
+    # new/replaced columns collected in a dict and framed once (inserting ~45 columns one by one
+    # into a DataFrame costs more than computing them)
+    out = {col: daily[col] for col in daily.columns}
+    n = len(daily)
     num = np.zeros(n)
     den = np.zeros(n)
     available = np.zeros(n, dtype=np.int32)
     for comp in COMPONENTS:
         c = comp.name
-        raw = out[f"{c}_raw"].astype(float).to_numpy()
+        raw = daily[f"{c}_raw"].astype(float).to_numpy()
         ok = np.isfinite(raw)
         prev = pd.Series(raw).shift(1).rolling(BASELINE_DAYS, min_periods=BASELINE_MIN_DAYS)
         base_mean = prev.mean().to_numpy()
@@ -455,16 +532,18 @@ def score_components(daily: pd.DataFrame) -> pd.DataFrame:
         pop_pts = linear_points(raw, comp.good, comp.bad)
         if c == "asymmetry":
             pop_pts = np.fmax(
-                pop_pts, linear_points(out["asymmetry_glute_si_pct"].astype(float), *GLUTE_ASYMMETRY_POINTS)
+                pop_pts, linear_points(daily["asymmetry_glute_si_pct"].astype(float), *GLUTE_ASYMMETRY_POINTS)
             )
         elif c == "overstride":
             pop_pts = np.where(
-                ok, np.fmax(pop_pts, linear_points(out["cadence_spm"].astype(float), *CADENCE_POINTS)), np.nan
+                ok,
+                np.fmax(pop_pts, linear_points(daily["cadence_spm"].astype(float), *CADENCE_POINTS)),
+                np.nan,
             )
         elif c == "fatigue_drift":
             pop_pts = np.fmax(
                 pop_pts,
-                linear_points(out["fatigue_glute_drop_pct"].astype(float), *GLUTE_FATIGUE_DROP_POINTS),
+                linear_points(daily["fatigue_glute_drop_pct"].astype(float), *GLUTE_FATIGUE_DROP_POINTS),
             )
         base_pts = linear_points(bz, 1.0, 3.0)
         if comp.baseline_only:
@@ -477,20 +556,28 @@ def score_components(daily: pd.DataFrame) -> pd.DataFrame:
         out[f"{c}_pop_z"] = np.where(ok, (raw - comp.pop_mean) / comp.pop_sd, np.nan)
         out[f"{c}_baseline_z"] = bz
         out[f"{c}_vs_baseline_pct"] = pct
-        out[f"{c}_sensors"] = out[f"{c}_sensors"].where(ok, None)
+        out[f"{c}_sensors"] = daily[f"{c}_sensors"].where(ok, None)
         num += np.where(ok, comp.weight * np.nan_to_num(pts), 0.0)
         den += np.where(ok, comp.weight, 0.0)
         available += ok.astype(np.int32)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["compensation_score"] = np.where(den > 0, num / den, np.nan)
     out["compensation_components_available"] = available
-    sensors = []
-    for i in range(n):
-        s: set[str] = set()
-        for comp in COMPONENTS:
-            v = out[f"{comp.name}_sensors"].iat[i]
-            if isinstance(v, str) and v:
-                s.update(v.split(","))
-        sensors.append(",".join(sorted(s)) or None)
-    out["compensation_sensors"] = sensors
+    out["compensation_sensors"] = _union_labels([out[f"{comp.name}_sensors"].tolist() for comp in COMPONENTS])
+    return pd.DataFrame(out, index=daily.index)
+
+
+def _union_labels(columns: list[list[object]]) -> list[str | None]:
+    """Per row, the sorted union of the comma-separated labels in ``columns`` (None when empty)."""
+    cache: dict[tuple, str | None] = {}
+    out = []
+    for row in zip(*columns, strict=True):
+        key = tuple(v if isinstance(v, str) else None for v in row)
+        if key not in cache:
+            s: set[str] = set()
+            for v in key:
+                if v:
+                    s.update(v.split(","))
+            cache[key] = ",".join(sorted(s)) or None
+        out.append(cache[key])
     return out

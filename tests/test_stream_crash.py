@@ -15,11 +15,12 @@ import pytest
 from test_stream_job import fleet, produce  # tests/ is on sys.path (rootdir conftest)
 
 from infra.settings import Paths
-from jobs.stream_driver import StreamOptions, run
+from jobs.stream_driver import StreamOptions, load_checkpoint, run
 from pipelines.lake import read_table
 from schemas.tables import STRIDES
 
 REPO = Path(__file__).resolve().parents[1]
+MAX_BATCH = 250_000  # ~60 messages per batch: many batches to be killed in
 
 
 def _strides(paths: Paths) -> list[tuple]:
@@ -29,26 +30,52 @@ def _strides(paths: Paths) -> list[tuple]:
     return rows
 
 
-@pytest.mark.timeout(300)
+def _batch(paths: Paths) -> int:
+    try:
+        return int(load_checkpoint(paths)["batch"])
+    except (ValueError, KeyError):  # never torn (atomic replace), but be safe
+        return -1
+
+
+@pytest.mark.timeout(150)
 def test_sigkill_at_random_moments_then_rerun_equals_clean_run(kafka: str, tmp_path: Path) -> None:
     produce(kafka, [e for _, ev in fleet(3, 40) for e in ev])
     clean = Paths(tmp_path / "clean").ensure()
-    run(StreamOptions(kafka, clean, max_batch_bytes=400_000), until_idle_s=0.0)
+    results = run(StreamOptions(kafka, clean, max_batch_bytes=MAX_BATCH), until_idle_s=0.0)
+    assert len(results) >= 6, len(results)
     want = _strides(clean)
 
     crashed = Paths(tmp_path / "crashed").ensure()
     env = {**os.environ, "GLUTEFLOW_DATA_DIR": str(crashed.root), "KAFKA_BOOTSTRAP_SERVERS": kafka}
-    cmd = [sys.executable, "-m", "jobs.cli", "stream", "--until-idle", "0", "--max-batch-bytes", "400000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.cli",
+        "stream",
+        "--until-idle",
+        "0",
+        "--max-batch-bytes",
+        str(MAX_BATCH),
+    ]
     rng = np.random.default_rng(7)
     kills = 0
-    for _ in range(4):
+    for _ in range(6):
+        if kills >= 3:
+            break
+        # kill at a random moment once the process is doing work: within 0-1.5 s after it committed a
+        # batch (inside the next pipeline run, the checkpoint write or the publish step)
+        before = _batch(crashed)
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(3.0, 9.0)))
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and _batch(crashed) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0.0, 1.5)))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 1
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert kills >= 3, kills
+    assert _batch(crashed) < len(results), "the kills came too late to interrupt the replay"
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _strides(crashed) == want

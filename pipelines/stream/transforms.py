@@ -65,13 +65,14 @@ def dead_letter_row(letter: DeadLetter) -> dict:
 
 
 class DecodeValidateFn(beam.DoFn):
-    """bytes -> per bundle, one ``((runner, session), pickled list of Items)`` per key | block ends per
+    """bytes -> per bundle, one ``((runner, session), pickled list of entries)`` per key | block ends per
     partition (``ends``) | profiles | upstream dead letters | dead letters (tagged, one-row lists).
 
     Items are batched per key within a bundle (a bundle is a Kafka offset range): one element per key
     instead of one per message keeps Beam's per-element cost (coder, GBK, ~20 us each) out of the hot
-    path. The list is pickled explicitly: Beam's FastPrimitivesCoder mis-decoded large dataclass
-    elements (unknown type tag 30).
+    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us)``: ProcessSessions
+    decodes it again (cheaper than pickling decoded arrays). The list is pickled explicitly: Beam's
+    FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
     """
 
     def __init__(self, now_us: int | None = None):
@@ -80,7 +81,7 @@ class DecodeValidateFn(beam.DoFn):
         self.messages_in = beam.metrics.Metrics.counter(NS, "messages_in")
 
     def start_bundle(self):
-        self._groups: dict[tuple[str, str], list[Item]] = {}
+        self._groups: dict[tuple[str, str], list[tuple]] = {}
         self._ends: dict[int, int] = {}
         self._ts: dict[tuple[str, str], int] = {}
 
@@ -107,16 +108,16 @@ class DecodeValidateFn(beam.DoFn):
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
             return
         kind = KIND_OF[type(event)]
-        raw = None
         if kind == "sensor_block":
             self.blocks_in.inc()
-            raw = msg.value
             end = event.end_time_us
             if end > self._ends.get(msg.partition, -INF):
                 self._ends[msg.partition] = end
         key = (event.runner_id, event.session_id)
-        item = Item(kind, msg.partition, msg.offset, event, raw, msg.topic, msg.timestamp_ms * 1000)
-        self._groups.setdefault(key, []).append(item)
+        # the raw bytes, not the decoded event: pickling ~7 small arrays per block cost more than
+        # decoding the (already validated) message again in ProcessSessions
+        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000)
+        self._groups.setdefault(key, []).append(entry)
         self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
 
     def finish_bundle(self):
@@ -158,7 +159,11 @@ class ProcessSessionsFn(beam.DoFn):
     def process(self, element, partition_wm: dict[int, int]):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
-        items: list[Item] = [it for b in groups["items"] for it in pickle.loads(b)]
+        items: list[Item] = [
+            Item(kind, part, off, decode(raw), raw if kind == "sensor_block" else None, topic, ts_us)
+            for b in groups["items"]
+            for kind, part, off, raw, topic, ts_us in pickle.loads(b)
+        ]
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
         parts = {it.partition for it in items} | set(getattr(state, "partitions", set()))
         state.partitions = parts  # type: ignore[attr-defined]

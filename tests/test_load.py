@@ -102,3 +102,40 @@ def test_hr_params_sources() -> None:
 
 def test_impact_load_in_g() -> None:
     assert load.impact_load_g(np.array([9.80665, 19.6133, np.nan])) == pytest.approx(3.0)
+
+
+def test_row_wise_hr_params_and_trimp_equal_scalar_functions() -> None:
+    """The many-days-at-once versions return bit-identical values to the per-day functions."""
+    rng = np.random.default_rng(0)
+    bpm = np.arange(load.HR_BINS)
+    hist = np.array(
+        [
+            np.exp(-0.5 * ((bpm - rng.uniform(100, 185)) / rng.uniform(3, 15)) ** 2) * rng.uniform(0, 3000)
+            for _ in range(60)
+        ]
+    )
+    hist[:3] = 0.0
+    hist[3, 150] = 300.0  # < 10 min of HR
+    hist[4, [60, 140, 255]] = [1000.0, 1000.0, 1000.0]
+    ages = rng.uniform(20, 60, len(hist))
+    for rest, mx, age in (
+        (None, None, ages),
+        (None, None, None),
+        (50.0, None, ages),
+        (None, 185.0, None),
+        (48, 190, ages),
+    ):
+        r, m, src, ok = load.hr_params_rows(rest, mx, hist, age)
+        for i, h in enumerate(hist):
+            p = load.hr_params(rest, mx, h, None if age is None else age[i])
+            assert ok[i] == (p is not None)
+            if p is None:
+                continue
+            assert (r[i], m[i], src) == (p.rest_bpm, p.max_bpm, p.source)
+        for sex in ("male", "female", None):
+            want = [
+                load.banister_trimp_from_histogram(h, r[i], m[i], sex) for i, h in enumerate(hist) if ok[i]
+            ]
+            assert load.banister_trimp_rows(hist[ok], r[ok], m[ok], sex).tolist() == want
+        want = [load.edwards_trimp_from_histogram(h, m[i]) for i, h in enumerate(hist) if ok[i]]
+        assert load.edwards_trimp_rows(hist[ok], m[ok]).tolist() == want

@@ -299,19 +299,23 @@ def runner_daily_rows(
     hr_src: list[str | None] = [None] * n
     hr_time = hr_day.sum(axis=1)
     trimp_known = np.ones(n, dtype=bool)
-    for i in np.flatnonzero(sessions > 0):
-        if hr_time[i] <= 0:
-            trimp_known[i] = False
-            continue
-        hist = cum[i + 1] - cum[max(0, i + 1 - HR_WINDOW_DAYS)]
-        a = None if age is None else age - (last.year - days[i].year)
-        p = load.hr_params(profile.get("resting_hr_bpm"), profile.get("max_hr_bpm"), hist, a)
-        if p is None:
-            trimp_known[i] = False
-            continue
-        trimp_b[i] = load.banister_trimp_from_histogram(hr_day[i], p.rest_bpm, p.max_bpm, sex)
-        trimp_e[i] = load.edwards_trimp_from_histogram(hr_day[i], p.max_bpm)
-        hr_rest[i], hr_max[i], hr_src[i] = p.rest_bpm, p.max_bpm, p.source
+    trimp_known[(sessions > 0) & ~(hr_time > 0)] = False
+    # all run days with HR at once: history histogram rows, then HR params and TRIMP per row
+    hr_days = np.flatnonzero((sessions > 0) & (hr_time > 0))
+    if len(hr_days):
+        hist = cum[hr_days + 1] - cum[np.maximum(0, hr_days + 1 - HR_WINDOW_DAYS)]
+        years = np.array([d.year for d in days], dtype=float)[hr_days]
+        ages = None if age is None else age - (last.year - years)
+        rest_d, max_d, src, ok = load.hr_params_rows(
+            profile.get("resting_hr_bpm"), profile.get("max_hr_bpm"), hist, ages
+        )
+        trimp_known[hr_days[~ok]] = False
+        ii = hr_days[ok]
+        trimp_b[ii] = load.banister_trimp_rows(hr_day[ii], rest_d[ok], max_d[ok], sex)
+        trimp_e[ii] = load.edwards_trimp_rows(hr_day[ii], max_d[ok])
+        hr_rest[ii], hr_max[ii] = rest_d[ok], max_d[ok]
+        for i in ii:
+            hr_src[i] = src
 
     acute, chronic = load.acute_chronic(trimp_b, horizon_days=EWMA_HORIZON_DAYS)
     ratio = load.acwr(acute, chronic)

@@ -339,3 +339,85 @@ def session_spike(
         ratio = np.where((x > 0) & (prev > 0), x / prev, np.nan)
     flag = np.where(x > 0, np.where(np.isfinite(ratio), (ratio > threshold).astype(float), np.nan), 0.0)
     return prev, ratio, flag
+
+
+# --- the same quantities for many days at once (rows of a day x HR_BINS histogram matrix) ---
+
+
+def weighted_percentile_bpm_rows(hr_seconds: np.ndarray, q: float) -> np.ndarray:
+    """:func:`weighted_percentile_bpm` of each row of a ``(days, bins)`` histogram matrix (bpm).
+
+    Row-wise cumulative time share ``c``; the percentile is the number of bins with
+    ``c < q/100 - 1e-12`` (= ``searchsorted(c, ., "left")`` as ``c`` is non-decreasing); NaN for empty rows.
+    """
+    h = np.asarray(hr_seconds, dtype=float)
+    total = h.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cum = np.cumsum(h, axis=1) / total[:, None]
+    out = (cum < q / 100.0 - 1e-12).sum(axis=1).astype(float)
+    return np.where(total > 0, out, np.nan)
+
+
+def hr_params_rows(
+    profile_rest_bpm: float | None,
+    profile_max_bpm: float | None,
+    history_hr_seconds: np.ndarray,
+    age_years: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """:func:`hr_params` for many days: one history histogram row (and age) per day.
+
+    Returns ``(rest_bpm, max_bpm, source, known)``; ``known`` is False where :func:`hr_params`
+    returns None (rest/max are NaN there). ``source`` does not depend on the day.
+    """
+    h = np.asarray(history_hr_seconds, dtype=float)
+    k = len(h)
+    enough = h.sum(axis=1) >= MIN_HR_SECONDS_FOR_ESTIMATE
+    rest_from_profile = (
+        profile_rest_bpm is not None and np.isfinite(profile_rest_bpm) and profile_rest_bpm > 0
+    )
+    max_from_profile = profile_max_bpm is not None and np.isfinite(profile_max_bpm) and profile_max_bpm > 0
+    known = np.ones(k, dtype=bool)
+    if max_from_profile:
+        hr_max = np.full(k, float(profile_max_bpm))
+    else:
+        observed = np.where(enough, weighted_percentile_bpm_rows(h, 99.5), np.nan)
+        if age_years is None:
+            hr_max = observed
+        else:
+            tanaka = 208.0 - 0.7 * np.asarray(age_years, dtype=float)
+            hr_max = np.where(enough, np.maximum(observed, tanaka), tanaka)
+        known = np.isfinite(hr_max)
+    if rest_from_profile:
+        hr_rest = np.full(k, float(profile_rest_bpm))
+    else:
+        p1 = np.clip(weighted_percentile_bpm_rows(h, 1.0), *REST_EST_RANGE_BPM)
+        hr_rest = np.where(enough, p1, DEFAULT_REST_BPM)
+    hr_max = np.where(hr_max <= hr_rest + 20, hr_rest + 20, hr_max)
+    source = (
+        "profile"
+        if rest_from_profile and max_from_profile
+        else ("estimated" if not (rest_from_profile or max_from_profile) else "mixed")
+    )
+    return np.where(known, hr_rest, np.nan), np.where(known, hr_max, np.nan), source, known
+
+
+def banister_trimp_rows(
+    hr_seconds: np.ndarray, hr_rest_bpm: np.ndarray, hr_max_bpm: np.ndarray, sex: str | None
+) -> np.ndarray:
+    """:func:`banister_trimp_from_histogram` of each row of a ``(days, bins)`` matrix, per-row HR params."""
+    a, b = banister_coefficients(sex)
+    h = np.asarray(hr_seconds, dtype=float)
+    rest = np.asarray(hr_rest_bpm, dtype=float)[:, None]
+    reserve = (np.asarray(hr_max_bpm, dtype=float) - np.asarray(hr_rest_bpm, dtype=float))[:, None]
+    bpm = np.arange(h.shape[1], dtype=float)[None, :]
+    hrr = np.clip((bpm - rest) / reserve, 0.0, 1.0)
+    return (h / 60.0 * hrr * a * np.exp(b * hrr)).sum(axis=1)
+
+
+def edwards_trimp_rows(hr_seconds: np.ndarray, hr_max_bpm: np.ndarray) -> np.ndarray:
+    """:func:`edwards_trimp_from_histogram` of each row of a ``(days, bins)`` matrix, per-row HRmax."""
+    h = np.asarray(hr_seconds, dtype=float)
+    bpm = np.arange(h.shape[1], dtype=float)[None, :]
+    frac = bpm / np.asarray(hr_max_bpm, dtype=float)[:, None]
+    zone = np.searchsorted(np.asarray(EDWARDS_ZONE_EDGES), frac, side="right")
+    return (zone * (h / 60.0)).sum(axis=1)

@@ -114,6 +114,16 @@ def replace_partition(
     return target
 
 
+def partition_key(table_dir: Path) -> str | None:
+    """The hive key of a table's first partition level (``date``, ``local_date``, ...); None when empty."""
+    if not table_dir.exists():
+        return None
+    for child in sorted(table_dir.iterdir()):
+        if child.is_dir() and "=" in child.name and not child.name.startswith((".", "_")):
+            return child.name.split("=", 1)[0]
+    return None
+
+
 def dataset(
     table_dir: Path, schema: pa.Schema | None = None, partition_cols: Iterable[str] = ("date",)
 ) -> ds.Dataset:

@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from infra.settings import Paths
+from pipelines.lake import partition_key
 from schemas.risk_table import INJURY_RISK
 from schemas.tables import DEAD_LETTERS, RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
 
@@ -92,15 +93,6 @@ def _quote(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-def _partition_key(table_dir: Path) -> str | None:
-    if not table_dir.exists():
-        return None
-    for child in sorted(table_dir.iterdir()):
-        if child.is_dir() and "=" in child.name and not child.name.startswith((".", "_")):
-            return child.name.split("=", 1)[0]
-    return None
-
-
 def _empty_select(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
     """A typed, empty SELECT with the contract's columns (DuckDB types derived from Arrow)."""
     empty = schema.empty_table()
@@ -117,7 +109,7 @@ def _empty_select(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
 def source_sql(con: duckdb.DuckDBPyConnection, lake: Path, table: str, schema: pa.Schema) -> tuple[str, str]:
     """(relation SQL, partition key) for one lake table; see the module docstring."""
     tdir = lake / table
-    key = _partition_key(tdir)
+    key = partition_key(tdir)
     if key is not None and any(tdir.glob("*/*.parquet")):
         glob = str(tdir.resolve() / "*" / "*.parquet")
         return (

@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from infra.settings import Paths
 from pipelines import lake
+from pipelines.lake import partition_key
 
 __all__ = ["DAILY_CANDIDATES", "load_daily_window", "load_runners", "partition_key"]
 
@@ -78,16 +79,6 @@ STRIDE_FALLBACKS: dict[str, str] = {
     "overstride": "avg(greatest(foot_strike_angle_deg, 0))",
     "glute_share": "avg(glute_share)",
 }
-
-
-def partition_key(table_dir: Path) -> str | None:
-    """The hive key of a table's first partition level (``date`` or ``local_date``), None when empty."""
-    if not table_dir.exists():
-        return None
-    for child in sorted(table_dir.iterdir()):
-        if child.is_dir() and "=" in child.name and not child.name.startswith((".", "_")):
-            return child.name.split("=", 1)[0]
-    return None
 
 
 def _has_files(table_dir: Path) -> bool:

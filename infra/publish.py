@@ -5,9 +5,16 @@ Counts reconcile: ``in == accepted + dead_lettered`` (see :class:`PublishCounts`
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
@@ -102,6 +109,122 @@ class _KeyPartitioner(DefaultPartitioner):
         return cached[1][h % len(cached[1])]
 
 
+def _producer_child(fd_in: int, fd_out: int) -> None:
+    """Child side of :class:`_ProcessProducer`: a KafkaProducer fed (topic, key, value) batches in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (it flushes on exit)
+    conn_in = Connection(fd_in, writable=False)
+    conn_out = Connection(fd_out, readable=False)
+    try:
+        bootstrap, client_id, overrides = conn_in.recv()
+        producer = make_producer(bootstrap, client_id=client_id, **overrides)
+    except Exception:
+        conn_out.send(("error", traceback.format_exc()))
+        return
+    conn_out.send(("ready", None))
+    try:
+        while True:
+            try:
+                msg = conn_in.recv()
+            except EOFError:  # parent gone without closing: nothing to report to
+                producer.close(timeout=5)
+                return
+            if msg is None:
+                producer.flush()
+                producer.close()
+                conn_out.send(("closed", None))
+                return
+            if msg == "flush":
+                producer.flush()
+                conn_out.send(("flushed", None))
+                continue
+            for topic, key, value in msg:
+                producer.send(topic, key=key, value=value)
+    except Exception:
+        conn_out.send(("error", traceback.format_exc()))
+
+
+class _ProcessProducer:
+    """The part of KafkaProducer that Publisher uses (send / flush / close), run in a child process.
+
+    Sends are batched over a pipe in order (one producer, so per-partition order is exactly the order of
+    ``send`` calls) and the pipe blocks when the child lags, so memory stays bounded. The producing work
+    (kafka-python's per-record Python and its network thread) then runs on another core than the caller.
+    """
+
+    BATCH_MESSAGES = 512
+    BATCH_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, bootstrap: str, client_id: str, **overrides):
+        # a plain subprocess (not multiprocessing's spawn/fork): no re-import of the caller's __main__,
+        # no fork of a process that may already run threads
+        from_parent, to_child = os.pipe()  # (read end, write end)
+        from_child, to_parent = os.pipe()
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD_CODE, str(from_parent), str(to_parent)],
+            pass_fds=(from_parent, to_parent),
+            env=env,
+        )
+        os.close(from_parent)
+        os.close(to_parent)
+        self._out = Connection(to_child, readable=False)
+        self._in = Connection(from_child, writable=False)
+        self._batch: list[tuple[str, bytes | None, bytes]] = []
+        self._bytes = 0
+        self._closed = False
+        self._out.send((bootstrap, client_id, overrides))
+        self._expect("ready")
+
+    def _expect(self, what: str) -> None:
+        try:
+            kind, detail = self._in.recv()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f"producer process died (exit code {self._proc.poll()})") from exc
+        if kind != what:
+            raise RuntimeError(f"producer process failed:\n{detail}")
+
+    def _ship(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._bytes = self._batch, [], 0
+        try:
+            self._out.send(batch)
+        except OSError:  # child gone: report why
+            self._expect("never")
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None) -> None:
+        self._batch.append((topic, key, value))
+        self._bytes += len(value) if value is not None else 0
+        if len(self._batch) >= self.BATCH_MESSAGES or self._bytes >= self.BATCH_BYTES:
+            self._ship()
+
+    def flush(self) -> None:
+        self._ship()
+        self._out.send("flush")
+        self._expect("flushed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ship()
+            self._out.send(None)
+            self._expect("closed")
+        finally:
+            self._out.close()
+            self._in.close()
+            try:
+                self._proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+_CHILD_CODE = "import sys; from infra.publish import _producer_child; _producer_child(int(sys.argv[1]), int(sys.argv[2]))"
+
+
 class Publisher:
     """Validating, keyed producer. Use as a context manager; ``counts`` reconcile at the end.
 
@@ -110,13 +233,26 @@ class Publisher:
     bootstrap : Kafka bootstrap servers.
     stage : name recorded in dead letters (``simulate``, ``import-fit``, ...).
     now_us : clock for the future-timestamp check (defaults to the wall clock).
+    producer_process : run the Kafka producer in a child process (same config, same order), so that
+        validation and encoding here overlap with producing there; for bulk producers (the simulator).
     """
 
-    def __init__(self, bootstrap: str, stage: str, now_us: int | None = None, **producer_overrides):
+    def __init__(
+        self,
+        bootstrap: str,
+        stage: str,
+        now_us: int | None = None,
+        producer_process: bool = False,
+        **producer_overrides,
+    ):
         self.stage = stage
         self.now_us = now_us
         producer_overrides.setdefault("partitioner", _KeyPartitioner())
-        self.producer = make_producer(bootstrap, client_id=f"gluteflow-{stage}", **producer_overrides)
+        client_id = f"gluteflow-{stage}"
+        if producer_process:
+            self.producer = _ProcessProducer(bootstrap, client_id, **producer_overrides)
+        else:
+            self.producer = make_producer(bootstrap, client_id=client_id, **producer_overrides)
         self.counts = PublishCounts()
         self._topics = {cls: topics.topic(key) for cls, key in TOPIC_KEY_BY_TYPE.items()}
 

@@ -604,7 +604,11 @@ def simulate_fleet(
         disable=not progress,
         transient=False,
     )
-    with TruthWriter(paths.truth) as truth, Publisher(bootstrap, publisher_stage) as pub, bar:
+    with (
+        TruthWriter(paths.truth) as truth,
+        Publisher(bootstrap, publisher_stage, producer_process=True) as pub,
+        bar,
+    ):
         task = bar.add_task("simulate", total=total_s, info="")
         truth.write_runners([tr.to_row() for tr in fleet])
         for tr in fleet:

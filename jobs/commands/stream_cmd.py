@@ -30,7 +30,11 @@ def register(app: typer.Typer) -> None:
             help="python: splittable DoFn over kafka-python; java: Beam's cross-language ReadFromKafka "
             "(needs Java and an expansion service).",
         ),
-        workers: int = typer.Option(2, "--workers", help="Beam worker threads (FnApiRunner)."),
+        workers: int = typer.Option(
+            1,
+            "--workers",
+            help="Beam workers: 1 = in-memory FnApiRunner (fastest here), >1 = multi-threaded.",
+        ),
     ) -> None:
         """Kafka sensor blocks -> per-stride features in the lake (strides, watch_records, sessions,
         runners, dead_letters) and the strides topic. Crash-safe: rerun after any kill."""

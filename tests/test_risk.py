@@ -182,8 +182,9 @@ def test_build_features_spike_against_previous_30_days() -> None:
 
 
 def test_build_features_window_excludes_older_longest_run() -> None:
-    # the 20 km run 35 days ago is outside the 30 days before today's run
-    h = history([(35, 20_000.0), (10, 8_000.0), (0, 9_000.0)])
+    # the 20 km run 35 days ago is outside the 30 days before today's run (other days: rest-day rows)
+    runs = {35: 20_000.0, 10: 8_000.0, 0: 9_000.0}
+    h = history([(o, runs.get(o, 0.0)) for o in range(0, 40)])
     f = build_features(h, D).iloc[0]
     assert f.spike_ratio == pytest.approx(9_000 / 8_000)
 
@@ -207,6 +208,18 @@ def test_build_features_recent_vs_baseline_and_computable_flag() -> None:
     assert np.isnan(f.pelvic_drop_recent) and not f.pelvic_drop_available
     r = score_features(build_features(pd.DataFrame(rows), D)).iloc[0]
     assert "pelvic_drop" in r.not_computable and r.points_calf_dominance > 0
+
+
+def test_spike_needs_four_weeks_of_history() -> None:
+    # one week of data: the "longest run of the previous 30 days" is unknown, so no spike is claimed
+    short = history([(o, 5_000.0) for o in range(1, 7)] + [(0, 9_000.0)])
+    f = build_features(short, D).iloc[0]
+    assert np.isnan(f.spike_ratio)
+    r = score_features(build_features(short, D)).iloc[0]
+    assert "distance_spike" in r.not_computable and r.points_distance_spike == 0
+    # the same run with 30 days of rows behind it is a spike
+    full = history([(o, 5_000.0 if o % 3 == 0 else 0.0) for o in range(1, 31)] + [(0, 9_000.0)])
+    assert build_features(full, D).iloc[0].spike_ratio == pytest.approx(9_000 / 5_000)
 
 
 def test_rows_after_the_report_date_are_ignored() -> None:

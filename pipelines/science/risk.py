@@ -235,6 +235,9 @@ class RiskParams:
     recent_days: int = 7
     baseline_days: int = 28
     spike_lookback_days: int = 30
+    #: a spike needs daily rows (rest days count) on at least this many of the lookback days; with less
+    #: history the "longest run of the previous 30 days" is unknown and the driver is not computable
+    spike_min_history_days: int = 28
     min_baseline_days: int = 4
     trend_start: float = 0.15
     trend_full: float = 0.50
@@ -308,12 +311,16 @@ def build_features(
     best_run = np.full(n, np.nan)
     best_prev = np.full(n, np.nan)
     filled = np.nan_to_num(longest, nan=0.0)
+    covered = np.isfinite(longest)  # a daily row exists (rest days included)
     for off in range(p.recent_days):
         window = filled[:, off + 1 : off + 1 + p.spike_lookback_days]
         prev = window.max(axis=1) if window.shape[1] else np.zeros(n)
+        history_days = covered[:, off + 1 : off + 1 + p.spike_lookback_days].sum(axis=1)
         run = filled[:, off]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where((run > 0) & (prev > 0), run / prev, np.nan)
+            ratio = np.where(
+                (run > 0) & (prev > 0) & (history_days >= p.spike_min_history_days), run / prev, np.nan
+            )
         # the largest ratio wins; ties go to the most recent run
         better = np.isfinite(ratio) & (~np.isfinite(best_ratio) | (ratio > best_ratio))
         best_ratio = np.where(better, ratio, best_ratio)

@@ -59,6 +59,13 @@ def _covered(t: np.ndarray, a: int, b: int, start: float, stop: float, max_gap: 
     return seg[0] - start <= max_gap and stop - seg[-1] <= max_gap and not (np.diff(seg) > max_gap).any()
 
 
+def _rows(lo: np.ndarray, hi: np.ndarray, n_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index matrix ``(k, L)`` of samples ``[lo[k], hi[k])`` (clipped to the data) and its mask."""
+    lens = hi - lo
+    col = np.arange(int(lens.max()) if len(lens) else 0)
+    return np.minimum(lo[:, None] + col, n_t - 1), col < lens[:, None]
+
+
 def stride_emg_means(
     t_s: np.ndarray,
     env_uV: np.ndarray,
@@ -86,8 +93,13 @@ def stride_emg_means(
     last = t[np.clip(hi - 1, 0, n_t - 1)]
     ok &= (first - np.asarray(ic_s, float) <= max_gap) & (np.asarray(ic_next_s, float) - last <= max_gap)
     ok &= gaps[np.clip(hi - 1, 0, n_t - 1)] == gaps[np.minimum(lo, n_t - 1)]
-    for k in np.flatnonzero(ok):
-        out[k] = float(env[lo[k] : hi[k]].mean())
+    sel = np.flatnonzero(ok)
+    if len(sel):
+        # one padded (strides, samples) matrix: row sums of zero-padded rows (same values, summation
+        # order may differ in the last bit from the per-stride mean)
+        idx, mask = _rows(lo[sel], hi[sel], n_t)
+        seg = np.where(mask, env[idx], 0.0)
+        out[sel] = seg.sum(axis=1) / (hi[sel] - lo[sel])
     return out
 
 
@@ -112,6 +124,17 @@ def _p5_p95(seg: np.ndarray) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _pct_rows(s: np.ndarray, rows: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise :func:`_p5_p95` linear interpolation at quantile ``q`` of sorted rows of lengths ``n``."""
+    v = q * (n - 1)
+    i = np.floor(v).astype(np.int64)
+    g = v - i
+    a = s[rows, i]
+    b = s[rows, np.minimum(i + 1, n - 1)]
+    d = b - a
+    return np.where(g >= 0.5, b - d * (1 - g), a + d * g)
+
+
 def activation_onset_ms(
     t_s: np.ndarray,
     env_uV: np.ndarray,
@@ -125,6 +148,69 @@ def activation_onset_ms(
     ``θ = p5 + f (p95 - p5)`` of the envelope over ``[IC - wT, IC_next - wT)``; onset = first sample pair
     ``env[i] < θ <= env[i+1]`` with ``t[i+1]`` in ``[IC - wT, IC + wT]``, at
     ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
+
+    Vectorised over strides (padded matrices); the same element-wise arithmetic as the per-stride
+    reference :func:`_activation_onset_ms_loop`, so bit-identical to it.
+    """
+    t = np.asarray(t_s, dtype=float)
+    env = np.asarray(env_uV, dtype=float)
+    ic = np.asarray(ic_s, dtype=float)
+    nxt = np.asarray(ic_next_s, dtype=float)
+    out = np.full(len(ic), np.nan)
+    if len(t) < 3 or len(ic) == 0:
+        return out
+    n_t = len(t)
+    w_all = window_fraction * (nxt - ic)
+    a_all = np.searchsorted(t, ic - w_all)
+    b_all = np.searchsorted(t, nxt - w_all)
+    hi_all = np.searchsorted(t, ic + w_all, side="left")
+    sel = np.flatnonzero(b_all - a_all >= 4)
+    if len(sel) == 0:
+        return out
+    a, b = a_all[sel], b_all[sel]
+    idx, mask = _rows(a, b, n_t)
+    seg = env[idx]
+    has_nan = np.where(mask, np.isnan(seg), False).any(axis=1)
+    s = np.sort(np.where(mask, seg, np.inf), axis=1)
+    n = b - a
+    rows = np.arange(len(sel))
+    with np.errstate(invalid="ignore"):  # inf padding of rows holding NaN (recomputed below)
+        p5, p95 = (_pct_rows(s, rows, n, q) for q in _Q)
+    for r in np.flatnonzero(has_nan):  # np.percentile's NaN semantics, as in _p5_p95
+        p5[r], p95[r] = _p5_p95(env[a[r] : b[r]])
+    theta = p5 + threshold_fraction * (p95 - p5)
+    lo = np.maximum(a, 1)
+    hi = hi_all[sel]
+    go = (p95 > p5) & (hi > lo)
+    if not go.any():
+        return out
+    sel, theta, lo, hi = sel[go], theta[go], lo[go], hi[go]
+    width = int((hi - lo).max())
+    col = np.arange(width)
+    cur_i = np.minimum(lo[:, None] + col, n_t - 1)
+    cross = (col < (hi - lo)[:, None]) & (env[cur_i - 1] < theta[:, None]) & (env[cur_i] >= theta[:, None])
+    found = cross.any(axis=1)
+    i = lo[found] + cross[found].argmax(axis=1)
+    th = theta[found]
+    frac = (th - env[i - 1]) / (env[i] - env[i - 1])
+    out[sel[found]] = 1000.0 * (t[i - 1] + frac * (t[i] - t[i - 1]) - ic[sel[found]])
+    return out
+
+
+def _activation_onset_ms_loop(
+    t_s: np.ndarray,
+    env_uV: np.ndarray,
+    ic_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    threshold_fraction: float = ONSET_THRESHOLD_FRACTION,
+    window_fraction: float = ONSET_WINDOW_FRACTION,
+) -> np.ndarray:
+    """Onset of activation relative to IC, ms (negative = before IC), per stride.
+
+    ``θ = p5 + f (p95 - p5)`` of the envelope over ``[IC - wT, IC_next - wT)``; onset = first sample pair
+    ``env[i] < θ <= env[i+1]`` with ``t[i+1]`` in ``[IC - wT, IC + wT]``, at
+    ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
+    Per-stride reference of :func:`activation_onset_ms`.
     """
     t = np.asarray(t_s, dtype=float)
     env = np.asarray(env_uV, dtype=float)

@@ -356,6 +356,19 @@ def _aux_final_us(unit: Unit | None, params: StreamParams) -> int:
     return max(wm, contiguous)
 
 
+_FEAT_BEFORE_FLIGHT = ("stride_time_s", "cadence_spm", "ground_contact_time_ms", "swing_time_ms")
+
+
+def _nz_list(x) -> list:
+    """Values as Python floats, non-finite -> None (the row form of a float column)."""
+    a = np.asarray(x, dtype=float)
+    out = a.tolist()
+    if not np.isfinite(a).all():
+        for i in np.flatnonzero(~np.isfinite(a)).tolist():
+            out[i] = None
+    return out
+
+
 # -------------------------------------------------------------------------------------------- assembly
 def assemble(
     state: SessionState,
@@ -409,54 +422,74 @@ def assemble(
         else np.full(n, np.nan)
     )
     start = state.session_start_us
+    # column-wise: one float conversion per column instead of one ``nz`` call per value
+    feat_cols = {
+        c: _nz_list([f[c] for f in feats])
+        for c in (
+            "stride_time_s",
+            "cadence_spm",
+            "ground_contact_time_ms",
+            "swing_time_ms",
+            "duty_factor",
+            "peak_impact_m_s2",
+            "foot_strike_angle_deg",
+        )
+    }
+    ic_l = [int(x) for x in ic_us.tolist()]
+    tc_l = [int(x) if x >= 0 else None for x in tc_us.tolist()]
+    nx_l = [int(x) for x in next_us.tolist()]
+    flight_l, vo_l, drop_l = _nz_list(flight), _nz_list(vo), _nz_list(drop)
+    emg_l = {
+        f"{col}_act_norm": _nz_list(emg_cols[f"{col}_act_norm"]) if emg_cols else [None] * n
+        for col in MUSCLE_COLUMNS.values()
+    }
+    share_l, g_l, h_l = _nz_list(share), _nz_list(g_on), _nz_list(h_on)
+    vo_ok = np.isfinite(np.asarray(vo, float))
+    emg_ok = np.isfinite(raw["gluteus_maximus"]) if raw else np.zeros(n, bool)
+    sensors_l = [
+        "foot_imu,pelvis_imu,emg"
+        if p and e
+        else "foot_imu,pelvis_imu"
+        if p
+        else "foot_imu,emg"
+        if e
+        else "foot_imu"
+        for p, e in zip(vo_ok.tolist(), emg_ok.tolist(), strict=True)
+    ]
+    inv_l = [bool(h < g) if g is not None and h is not None else None for g, h in zip(g_l, h_l, strict=True)]
+    days: dict[int, dt.date] = {}
     rows = []
     for k in range(n):
         f = feats[k]
-        sensors = ["foot_imu"]
-        if np.isfinite(vo[k]):
-            sensors.append("pelvis_imu")
-        if raw and np.isfinite(raw["gluteus_maximus"][k]):
-            sensors.append("emg")
-        inv = None
-        if np.isfinite(g_on[k]) and np.isfinite(h_on[k]):
-            inv = bool(h_on[k] < g_on[k])
-
-        def nz(x):
-            x = float(x)
-            return x if np.isfinite(x) else None
-
+        ic = ic_l[k]
+        day = ic // 86_400_000_000
+        date = days.get(day)
+        if date is None:
+            date = days[day] = _date(ic)
         rows.append(
             {
                 "runner_id": state.runner_id,
                 "session_id": state.session_id,
                 "foot": foot,
-                "stride_id": f"{state.session_id}:{foot}:{int(ic_us[k])}",
-                "ic_time": int(ic_us[k]),
-                "tc_time": int(tc_us[k]) if tc_us[k] >= 0 else None,
-                "next_ic_time": int(next_us[k]),
-                "session_elapsed_s": (int(ic_us[k]) - start) / 1e6 if start is not None else None,
-                "stride_time_s": nz(f["stride_time_s"]),
-                "cadence_spm": nz(f["cadence_spm"]),
-                "ground_contact_time_ms": nz(f["ground_contact_time_ms"]),
-                "swing_time_ms": nz(f["swing_time_ms"]),
-                "flight_time_ms": nz(flight[k]),
-                "duty_factor": nz(f["duty_factor"]),
-                "peak_impact_m_s2": nz(f["peak_impact_m_s2"]),
-                "foot_strike_angle_deg": nz(f["foot_strike_angle_deg"]),
-                "vertical_oscillation_mm": nz(vo[k]),
-                "pelvic_drop_deg": nz(drop[k]),
-                **{
-                    f"{col}_act_norm": nz(emg_cols[f"{col}_act_norm"][k]) if emg_cols else None
-                    for col in MUSCLE_COLUMNS.values()
-                },
-                "glute_share": nz(share[k]),
-                "glute_onset_ms": nz(g_on[k]),
-                "hamstring_onset_ms": nz(h_on[k]),
-                "recruitment_inverted": inv,
-                "sensors": ",".join(sensors),
+                "stride_id": f"{state.session_id}:{foot}:{ic}",
+                "ic_time": ic,
+                "tc_time": tc_l[k],
+                "next_ic_time": nx_l[k],
+                "session_elapsed_s": (ic - start) / 1e6 if start is not None else None,
+                **{c: v[k] for c, v in feat_cols.items() if c in _FEAT_BEFORE_FLIGHT},
+                "flight_time_ms": flight_l[k],
+                **{c: v[k] for c, v in feat_cols.items() if c not in _FEAT_BEFORE_FLIGHT},
+                "vertical_oscillation_mm": vo_l[k],
+                "pelvic_drop_deg": drop_l[k],
+                **{c: v[k] for c, v in emg_l.items()},
+                "glute_share": share_l[k],
+                "glute_onset_ms": g_l[k],
+                "hamstring_onset_ms": h_l[k],
+                "recruitment_inverted": inv_l[k],
+                "sensors": sensors_l[k],
                 "quality_ok": bool(f["quality_ok"]),
                 "quality_reason": f["quality_reason"] or None,
-                "date": _date(int(ic_us[k])),
+                "date": date,
             }
         )
     state.strides_emitted += n

@@ -161,17 +161,23 @@ class ReadKafkaPartitionsFn(beam.DoFn):
                     )
                 continue
             idle = 0
-            for rec in records:
-                if not tracker.try_claim(rec.offset):
-                    return
-                msg = KafkaMessage(
-                    element.topic, element.partition, rec.offset, rec.key, rec.value, rec.timestamp
-                )
-                self.records.inc()
-                self.bytes.inc(len(rec.value or b""))
-                ts = Timestamp.of(self.timestamp_fn(msg))
-                watermark.observe_timestamp(ts)
-                yield beam.window.TimestampedValue(msg, ts)
+            n = nbytes = 0  # counters updated once per poll (a metrics update costs ~10 us)
+            try:
+                for rec in records:
+                    if not tracker.try_claim(rec.offset):
+                        return
+                    msg = KafkaMessage(
+                        element.topic, element.partition, rec.offset, rec.key, rec.value, rec.timestamp
+                    )
+                    n += 1
+                    nbytes += len(rec.value or b"")
+                    ts = Timestamp.of(self.timestamp_fn(msg))
+                    watermark.observe_timestamp(ts)
+                    yield beam.window.TimestampedValue(msg, ts)
+            finally:
+                if n:
+                    self.records.inc(n)
+                    self.bytes.inc(nbytes)
             # compacted topics skip offsets: a bounded range is done once the position passes its stop
             stop = tracker.current_restriction().stop
             if bounded and consumer.position(tp) >= stop:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import re
 import subprocess
 import sys
 
@@ -13,24 +13,18 @@ from infra.settings import ENV_BOOTSTRAP, Paths
 from infra.topics import ENV_TOPIC_PREFIX
 
 
-def _tansu_pids() -> set[int]:
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"tansu" in f.read():
-                        out.add(int(entry))
-            except OSError:
-                pass
-    return out
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.slow
 def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_BOOTSTRAP, raising=False)
     monkeypatch.delenv(ENV_TOPIC_PREFIX, raising=False)
-    before = _tansu_pids()
     paths = Paths(tmp_path / "data")
     proc = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "--data-dir", str(paths.root), "run"]
@@ -41,8 +35,10 @@ def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, mon
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    # the broker this run started is gone, and no other was left behind
-    assert _tansu_pids() <= before
+    # the broker this run started (its pid is printed first) is gone, and its state file with it
+    started = re.search(r"embedded Tansu, pid (\d+)", proc.stdout)
+    assert started, proc.stdout[:2000]
+    assert not _alive(int(started.group(1)))
     assert not (paths.broker_dir / "broker.json").exists()
 
     con = duckdb.connect(str(paths.catalog), read_only=True)

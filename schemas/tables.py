@@ -42,6 +42,8 @@ STRIDES = pa.schema(
         pa.field("gastrocnemius_act_norm", pa.float64()),
         pa.field("vastus_lateralis_act_norm", pa.float64()),
         pa.field("glute_share", pa.float64()),  # glute / (glute + hamstring + calf), 0..1
+        pa.field("hamstring_share", pa.float64()),  # hamstring / (glute + hamstring + calf), 0..1
+        pa.field("calf_share", pa.float64()),  # gastrocnemius / (glute + hamstring + calf), 0..1
         pa.field("glute_onset_ms", pa.float64()),  # onset relative to IC (negative = before IC)
         pa.field("hamstring_onset_ms", pa.float64()),
         pa.field("recruitment_inverted", pa.bool_()),  # hamstrings fired before gluteus maximus

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from pipelines.daily import compute
-from pipelines.daily.synthetic import random_traits, tables_for_fleet
+from pipelines.daily.synthetic import random_traits, tables_for_fleet, true_shares
 from pipelines.daily.transforms import arrow_to_pandas
 from pipelines.science import compensation as comp
 from schemas.daily_table import COMPONENT_NAMES
@@ -107,15 +107,85 @@ def test_components_rank_runners_like_true_traits() -> None:
         "recruitment_inversion_raw": "inversion_rate",
     }
     rho = {k: spearmanr(got[k], truth[v]).statistic for k, v in pairs.items()}
-    for k in (
-        "glute_deficit_raw",
-        "calf_dominance_raw",
-        "hamstring_dominance_raw",
-        "pelvic_drop_raw",
-        "asymmetry_raw",
-    ):
+    for k in ("glute_deficit_raw", "pelvic_drop_raw", "asymmetry_raw"):
         assert rho[k] >= 0.8, rho
     assert rho["overstride_raw"] >= 0.8 and rho["fatigue_drift_raw"] >= 0.6, rho
+    # Calf and hamstring dominance are shares of G + H + C: with the three traits drawn independently
+    # here, a glute deficit or the other compensator moves them too (3 amplitudes, 2 free ratios), so
+    # they cannot rank their own trait perfectly (0.71 / 0.78 at this seed; in the simulator, where
+    # dominance comes with glute deficit as in the clinical pattern, all three rank >= 0.8, see
+    # tests/test_daily_end_to_end.py). What the pipeline must get right is the share itself: the
+    # components rank the runners' true shares (from the trait amplitudes), and still follow the traits.
+    shares = pd.DataFrame(
+        [true_shares(t) for t in traits],
+        index=[t.runner_id for t in traits],
+        columns=["glute", "ham", "calf"],
+    ).loc[got.index]
+    assert spearmanr(got["glute_deficit_raw"], -shares["glute"]).statistic >= 0.95
+    assert spearmanr(got["calf_dominance_raw"], shares["calf"]).statistic >= 0.95
+    assert spearmanr(got["hamstring_dominance_raw"], shares["ham"]).statistic >= 0.95
+    assert rho["calf_dominance_raw"] >= 0.6 and rho["hamstring_dominance_raw"] >= 0.6, rho
+
+
+def test_share_components_hand_computed() -> None:
+    """Two sessions on one day: count-weighted mean of session median shares minus/plus the references."""
+    sessions = pd.DataFrame(
+        {
+            "day": ["d1", "d1"],
+            "duration_s": [1800.0, 1200.0],
+            "glute_share": [0.40, 0.30],
+            "n_glute_share": [300.0, 100.0],
+            "calf_share": [0.32, 0.40],
+            "n_calf_share": [300.0, 100.0],
+            "ham_share": [0.28, 0.30],
+            "n_ham_share": [300.0, 100.0],
+        }
+    )
+    for k in (*comp.STRIDE_STAT_KEYS, *comp.WATCH_STAT_KEYS):
+        if k not in sessions:
+            sessions[k] = np.nan
+    row = comp.day_components(sessions).iloc[0]
+    glute = (0.40 * 300 + 0.30 * 100) / 400  # 0.375
+    assert row["glute_share_median"] == pytest.approx(glute)
+    assert row["glute_deficit_raw"] == pytest.approx(comp.GLUTE_SHARE_REF - glute)  # 0.41 - 0.375 = 0.035
+    assert row["calf_dominance_raw"] == pytest.approx((0.32 * 300 + 0.40 * 100) / 400 - comp.CALF_SHARE_REF)
+    assert row["hamstring_dominance_raw"] == pytest.approx(
+        (0.28 * 300 + 0.30 * 100) / 400 - comp.HAMSTRING_SHARE_REF
+    )
+    assert row["calf_dominance_sensors"] == "emg"
+    # points: calf raw 0.04 on the 0.03 -> 0.15 ramp = 8.33; glute 0.035 -> 4.17
+    scored = comp.score_components(pd.DataFrame([row]).reset_index(drop=True))
+    assert scored["calf_dominance_points"].iloc[0] == pytest.approx((0.04 - 0.03) / 0.12 * 100)
+    assert scored["glute_deficit_points"].iloc[0] == pytest.approx((0.035 - 0.03) / 0.12 * 100)
+
+
+def test_session_stats_shares_and_missing_emg() -> None:
+    base = {
+        "quality_ok": [True, True, True, False],
+        "foot": ["left", "right", "left", "right"],
+        "glute_max_act_norm": [1.0, 1.1, 0.9, 1.0],
+        "glute_med_act_norm": [1.0, 1.0, 1.0, 1.0],
+        "glute_share": [0.40, 0.38, 0.42, 0.10],  # the failed-quality stride is ignored
+        "hamstring_share": [0.30, 0.32, 0.28, 0.10],
+        "calf_share": [0.30, 0.30, 0.30, 0.80],
+        "recruitment_inverted": [None] * 4,
+    }
+    for c in ("pelvic_drop_deg", "foot_strike_angle_deg", "cadence_spm", "ground_contact_time_ms"):
+        base[c] = [np.nan] * 4
+    st = comp.session_stride_stats(pd.DataFrame(base), 600.0)
+    assert (st["glute_share"], st["ham_share"], st["calf_share"]) == pytest.approx((0.40, 0.30, 0.30))
+    assert st["n_glute_share"] == st["n_calf_share"] == st["n_ham_share"] == 3
+    # strides without EMG, or written before the shares existed: NaN, so the components are NULL
+    no_emg = pd.DataFrame(base).drop(columns=["hamstring_share", "calf_share"])
+    no_emg["glute_share"] = np.nan
+    st = comp.session_stride_stats(no_emg, 600.0)
+    assert np.isnan(st["glute_share"]) and np.isnan(st["calf_share"]) and st["n_calf_share"] == 0
+    sessions = pd.DataFrame([{**st, "day": "d1", "duration_s": 600.0}])
+    for k in comp.WATCH_STAT_KEYS:
+        sessions[k] = np.nan
+    out = comp.score_components(comp.day_components(sessions).reset_index(drop=True))
+    for c in ("glute_deficit", "calf_dominance", "hamstring_dominance"):
+        assert not out[f"{c}_computable"].iloc[0] and np.isnan(out[f"{c}_raw"].iloc[0])
 
 
 def test_watch_only_asymmetry_from_gct_balance() -> None:
@@ -138,21 +208,21 @@ def _ref_wmean(values: pd.Series, weights: pd.Series) -> float:
 
 def _ref_day_row(g: pd.DataFrame) -> dict[str, object]:
     r: dict[str, object] = {}
-    # EMG: glute deficit, calf and hamstring dominance, recruitment inversion
-    glute = _ref_wmean(g["glute_act"], g["n_glute"])
-    r["glute_deficit_raw"] = 1.0 - glute if np.isfinite(glute) else math.nan
+    # EMG: glute deficit, calf and hamstring dominance (shares vs the reference), recruitment inversion
+    glute = _ref_wmean(g["glute_share"], g["n_glute_share"])
+    r["glute_deficit_raw"] = comp.GLUTE_SHARE_REF - glute if np.isfinite(glute) else math.nan
     r["glute_deficit_sensors"] = "emg" if np.isfinite(glute) else None
-    calf = _ref_wmean(g["calf_act"], g["n_calf"])
-    r["calf_dominance_raw"] = calf - 1.0 if np.isfinite(calf) else math.nan
+    calf = _ref_wmean(g["calf_share"], g["n_calf_share"])
+    r["calf_dominance_raw"] = calf - comp.CALF_SHARE_REF if np.isfinite(calf) else math.nan
     r["calf_dominance_sensors"] = "emg" if np.isfinite(calf) else None
-    ham = _ref_wmean(g["ham_act"], g["n_ham"])
-    r["hamstring_dominance_raw"] = ham - 1.0 if np.isfinite(ham) else math.nan
+    ham = _ref_wmean(g["ham_share"], g["n_ham_share"])
+    r["hamstring_dominance_raw"] = ham - comp.HAMSTRING_SHARE_REF if np.isfinite(ham) else math.nan
     r["hamstring_dominance_sensors"] = "emg" if np.isfinite(ham) else None
     n_obs = g["n_inv_obs"].sum(min_count=1)
     inv = float(g["n_inverted"].sum() / n_obs) if n_obs and n_obs > 0 else math.nan
     r["recruitment_inversion_raw"] = inv
     r["recruitment_inversion_sensors"] = "emg" if np.isfinite(inv) else None
-    r["glute_share_median"] = _ref_wmean(g["glute_share"], g["n_glute"])
+    r["glute_share_median"] = glute
     # pelvis IMU
     pd_deg = _ref_wmean(g["pelvic_drop_deg"], g["n_pelvis"])
     r["pelvic_drop_raw"] = pd_deg

@@ -8,6 +8,9 @@ trait that drives it (``jobs/simulate/traits.py``, ``jobs/simulate/signals.py``)
 * glute deficit ~ mean glute under-activation over sides (gluteus max/med amplitude x (1 - ua));
 * calf dominance ~ ``calf_dominance`` (gastrocnemius amplitude x (1 + calf_dominance));
 * hamstring dominance ~ ``hamstring_dominance`` (hamstrings amplitude x (1 + hamstring_dominance));
+  the three EMG components are posterior-chain shares (raw-envelope ratios of the same shorts,
+  ``glute_share`` / ``calf_share`` / ``hamstring_share``) against a population reference, because the
+  per-session normalised activations are ~1.0 for every runner by construction;
 * pelvic drop ~ ``pelvic_drop_deg`` (runners with a pelvis IMU);
 * asymmetry ~ ``|gct_balance_left_pct - 50|``: the simulator makes the sides differ through the GCT
   balance (left stance x bal/50, right x (2 - bal/50)), itself driven by the L/R glute under-activation
@@ -36,18 +39,6 @@ from pipelines.lake import read_table
 RUNNERS, DAYS, SCALE, SEED = 12, 3, 0.05, 3  # 9 full kits (8 with EMG data), 2 feet, 1 watch
 START = dt.date(2026, 3, 2)
 MIN_RHO = 0.8
-#: Known issue (xfail, not a pass): the EMG amplitude components cannot rank runners. The stream job
-#: normalises each muscle's stride means to the median of the first 20 strides of the *same session*
-#: (pipelines/science/emg.py, EmgReference), so every runner's ``*_act_norm`` median is ~1.0 whatever
-#: its under-activation / dominance; ``glute_deficit_raw = 1 - median`` and ``calf/hamstring_dominance_raw
-#: = median - 1`` then only measure drift after the first 20 strides (pace, fatigue), not the trait. The
-#: trait is still visible in ``glute_share`` (raw uV ratio), but the strides table keeps no raw amplitudes
-#: for calf / hamstrings. Fixing it is a definition change (reference, constants, docs), not a patch.
-EMG_AMPLITUDE = ("glute_deficit", "calf_dominance", "hamstring_dominance")
-EMG_AMPLITUDE_KNOWN_ISSUE = (
-    "known issue: EMG amplitude components are normalised to the session's own first 20 strides, "
-    "so they carry no between-runner information (see EMG_AMPLITUDE in this file)"
-)
 
 
 def _truth(traits: pd.DataFrame) -> dict[str, tuple[pd.Series, str]]:
@@ -96,6 +87,4 @@ def test_daily_components_rank_runners_like_the_true_traits(kafka: str, paths: P
     print("\n".join(report))
     failed = {c: round(r, 2) for c, r in rhos.items() if not (np.isfinite(r) and r >= MIN_RHO)}
     summary = f"Spearman < {MIN_RHO}: {failed} (all: { {c: round(r, 2) for c, r in rhos.items()} })"
-    assert not set(failed) - set(EMG_AMPLITUDE), summary
-    if failed:
-        pytest.xfail(f"{summary}; {EMG_AMPLITUDE_KNOWN_ISSUE}")
+    assert not failed, summary

@@ -281,3 +281,38 @@ def test_wire_header_layout():
     assert data[:2] == registry.MAGIC == b"GF"
     assert data[2] == registry.KIND_CODES["watch_record"]
     assert data[3] == registry.latest_version("watch_record")
+
+
+def _stride_record(version: int) -> dict:
+    rec = {}
+    for f in registry.raw_schema("stride", version)["fields"]:
+        t = f["type"]
+        if isinstance(t, list):
+            rec[f["name"]] = None
+        elif t == "string":
+            rec[f["name"]] = "x"
+        elif t == "boolean":
+            rec[f["name"]] = True
+        else:  # ic_time / next_ic_time (long) and date (int)
+            rec[f["name"]] = 1_700_000_000_000_000 if f["name"].endswith("_time") else 19_675
+    rec["glute_share"] = 0.4
+    return rec
+
+
+def test_stride_v2_adds_posterior_chain_shares_and_v1_still_decodes():
+    assert registry.latest_version("stride") == 2
+    v1, v2 = registry.field_names("stride", 1), registry.field_names("stride")
+    assert [n for n in v2 if n not in v1] == ["hamstring_share", "calf_share"]
+    assert v2.index("hamstring_share") == v2.index("glute_share") + 1
+    # a v1 message (written before the shares existed) resolves with both null
+    kind, version, rec = decode_record(encode_record("stride", _stride_record(1), version=1))
+    assert (kind, version, rec["glute_share"]) == ("stride", 1, 0.4)
+    assert rec["hamstring_share"] is None and rec["calf_share"] is None
+    # v2 round trip keeps them
+    new = _stride_record(2) | {"hamstring_share": 0.27, "calf_share": 0.33}
+    kind, version, rec = decode_record(encode_record("stride", new))
+    assert version == 2 and (rec["hamstring_share"], rec["calf_share"]) == (0.27, 0.33)
+    # the topic schema mirrors the lake table
+    from schemas.tables import STRIDES
+
+    assert set(v2) == set(STRIDES.names)

@@ -13,9 +13,26 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
+from pipelines.science.compensation import CALF_SHARE_REF, GLUTE_SHARE_REF, HAMSTRING_SHARE_REF
 from schemas.tables import RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
 
-__all__ = ["Traits", "fleet", "random_traits", "tables_for_fleet"]
+__all__ = ["SHARE_UV", "Traits", "fleet", "random_traits", "tables_for_fleet", "true_shares"]
+
+#: mean envelope (uV) of a runner without compensation traits: 100 x the population reference shares of
+#: pipelines.science.compensation, so a runner with zero traits has exactly the reference shares
+SHARE_UV = {
+    "glute": 100.0 * GLUTE_SHARE_REF,
+    "hamstrings": 100.0 * HAMSTRING_SHARE_REF,
+    "calf": 100.0 * CALF_SHARE_REF,
+}
+
+
+def true_shares(tr: Traits) -> tuple[float, float, float]:
+    """(glute, hamstring, calf) share of a runner's trait amplitudes (what the strides should show)."""
+    g = SHARE_UV["glute"] * (1 - tr.glute_deficit)
+    h = SHARE_UV["hamstrings"] * (1 + tr.hamstring_dominance)
+    c = SHARE_UV["calf"] * (1 + tr.calf_dominance)
+    return g / (g + h + c), h / (g + h + c), c / (g + h + c)
 
 
 @dataclass(frozen=True)
@@ -23,9 +40,9 @@ class Traits:
     """Ground truth for one synthetic runner (higher = more compensation)."""
 
     runner_id: str
-    glute_deficit: float  # 1 - glute activation (fraction of reference)
-    calf_dominance: float  # calf activation - 1
-    hamstring_dominance: float  # hamstring activation - 1
+    glute_deficit: float  # relative reduction of gluteus maximus amplitude (0 = reference)
+    calf_dominance: float  # relative increase of gastrocnemius amplitude
+    hamstring_dominance: float  # relative increase of hamstrings amplitude
     pelvic_drop_deg: float
     asymmetry_pct: float  # GCT symmetry index
     foot_strike_deg: float
@@ -172,6 +189,11 @@ def tables_for_fleet(
                 glute = (1 - tr.glute_deficit) * (1 + side * 0.0) + rng.normal(0, 0.08, m)
                 calf = 1 + tr.calf_dominance + rng.normal(0, 0.08, m)
                 ham = 1 + tr.hamstring_dominance + rng.normal(0, 0.08, m)
+                # raw mean envelopes (uV) around the reference shares; shares are their ratios
+                g_uV = SHARE_UV["glute"] * glute
+                h_uV = SHARE_UV["hamstrings"] * ham
+                c_uV = SHARE_UV["calf"] * calf
+                post = g_uV + h_uV + c_uV
                 emg = has["emg"]
                 pel = has["pelvis_imu"]
                 cols = {
@@ -198,7 +220,9 @@ def tables_for_fleet(
                     "hamstrings_act_norm": ham if emg else [None] * m,
                     "gastrocnemius_act_norm": calf if emg else [None] * m,
                     "vastus_lateralis_act_norm": np.ones(m) if emg else [None] * m,
-                    "glute_share": glute / (glute + ham + calf) if emg else [None] * m,
+                    "glute_share": g_uV / post if emg else [None] * m,
+                    "hamstring_share": h_uV / post if emg else [None] * m,
+                    "calf_share": c_uV / post if emg else [None] * m,
                     "glute_onset_ms": np.full(m, -50.0) if emg else [None] * m,
                     "hamstring_onset_ms": np.full(m, -60.0) if emg else [None] * m,
                     "recruitment_inverted": (rng.random(m) < tr.inversion_rate) if emg else [None] * m,

@@ -27,10 +27,14 @@ import pandas as pd
 __all__ = [
     "BASELINE_DAYS",
     "BASELINE_MIN_DAYS",
+    "CALF_SHARE_REF",
     "COMPONENTS",
     "COMPONENT_NAMES",
     "EVIDENCE_WEIGHT",
+    "GLUTE_SHARE_REF",
+    "HAMSTRING_SHARE_REF",
     "LONG_RUN_MIN_S",
+    "SHARE_POP_SD",
     "Component",
     "day_components",
     "linear_points",
@@ -47,6 +51,21 @@ BASELINE_DAYS = 28
 BASELINE_MIN_DAYS = 5
 #: weight of a component in the total, by evidence grade (BRIEF section 2)
 EVIDENCE_WEIGHT = {"strong": 1.0, "moderate": 1.0, "weak": 0.7, "contested": 0.4}
+
+#: Population reference shares of posterior-chain activation (gluteus maximus G, hamstrings H,
+#: gastrocnemius C; each muscle's per-stride mean envelope / (G + H + C), raw uV of the same shorts).
+#: ENGINEERING DEFAULTS, not literature norms: no published running norm exists for these ratios of
+#: un-normalised (non-MVC) envelopes, which also depend on the shorts' electrodes and amplifiers. The
+#: values are round numbers near the median shares the project's simulator gives runners without
+#: compensation traits (glute ~0.41, hamstrings ~0.28, calf ~0.30; tests/test_daily_end_to_end.py) and
+#: sum to 1. Recalibrate them on cohort
+#: data (e.g. the median shares of injury-free runners of one device generation) before reading the
+#: population points as more than orientation; the personal 28-day baseline does not depend on them.
+GLUTE_SHARE_REF = 0.41
+HAMSTRING_SHARE_REF = 0.29
+CALF_SHARE_REF = 0.30
+#: population spread of a share (engineering default, same caveat)
+SHARE_POP_SD = 0.05
 
 
 @dataclass(frozen=True)
@@ -76,36 +95,36 @@ class Component:
 COMPONENTS: tuple[Component, ...] = (
     Component(
         "glute_deficit",
-        "fraction of reference",
-        "1 - median glute activation (mean of glute max/med envelopes, 1.0 = runner reference)",
+        "share",
+        "reference glute share - median glute_share, glute_share = G / (G + H + C) of raw envelopes",
         "emg",
         "weak",
         0.0,
+        SHARE_POP_SD,
+        0.03,
         0.15,
-        0.05,
-        0.45,
     ),
     Component(
         "calf_dominance",
-        "fraction of reference",
-        "median gastrocnemius activation - 1",
+        "share",
+        "median calf_share - reference, calf_share = C / (G + H + C) of raw envelopes",
         "emg",
         "weak",
         0.0,
+        SHARE_POP_SD,
+        0.03,
         0.15,
-        0.05,
-        0.45,
     ),
     Component(
         "hamstring_dominance",
-        "fraction of reference",
-        "median hamstrings activation - 1",
+        "share",
+        "median hamstring_share - reference, hamstring_share = H / (G + H + C) of raw envelopes",
         "emg",
         "weak",
         0.0,
+        SHARE_POP_SD,
+        0.03,
         0.15,
-        0.05,
-        0.45,
     ),
     Component(
         "recruitment_inversion",
@@ -205,13 +224,12 @@ def _thirds(elapsed_s: pd.Series, values: pd.Series, duration_s: float) -> tuple
 
 STRIDE_STAT_KEYS = (
     "n_ok",
-    "glute_act",
-    "n_glute",
-    "calf_act",
-    "n_calf",
-    "ham_act",
-    "n_ham",
     "glute_share",
+    "n_glute_share",
+    "calf_share",
+    "n_calf_share",
+    "ham_share",
+    "n_ham_share",
     "n_inv_obs",
     "n_inverted",
     "pelvic_drop_deg",
@@ -244,8 +262,11 @@ WATCH_STAT_KEYS = (
 def session_stride_stats(strides: pd.DataFrame, duration_s: float) -> dict[str, float]:
     """Per-session statistics over quality-checked strides (``quality_ok``) of one session.
 
-    Activation columns are EMG envelopes normalised to the runner's reference (1.0). Glute
-    activation per stride is the mean of the available glute max/med values. Early/late thirds are
+    Activation columns (``*_act_norm``) are EMG envelopes normalised to the session's own reference
+    (1.0), used for within-runner measures (glute L/R, glute drop late in long runs); glute activation
+    per stride is the mean of the available glute max/med values. The shares (``glute_share``,
+    ``calf_share``, ``hamstring_share``: raw-envelope ratios of the same shorts) carry the between-runner
+    information; strides written before they existed give NaN shares. Early/late thirds are
     computed only for long runs (``duration_s >= LONG_RUN_MIN_S``) with >= 10 strides in each third.
     """
     out: dict[str, float] = dict.fromkeys(STRIDE_STAT_KEYS, math.nan)
@@ -256,16 +277,14 @@ def session_stride_stats(strides: pd.DataFrame, duration_s: float) -> dict[str, 
     if s.empty:
         return out
     glute = s[["glute_max_act_norm", "glute_med_act_norm"]].mean(axis=1, skipna=True)
-    out["glute_act"], out["n_glute"] = _median(glute), float(glute.notna().sum())
-    out["calf_act"], out["n_calf"] = (
-        _median(s["gastrocnemius_act_norm"]),
-        float(s["gastrocnemius_act_norm"].notna().sum()),
-    )
-    out["ham_act"], out["n_ham"] = (
-        _median(s["hamstrings_act_norm"]),
-        float(s["hamstrings_act_norm"].notna().sum()),
-    )
-    out["glute_share"] = _median(s["glute_share"])
+    # shares of posterior-chain activation (raw uV ratios of the same shorts): comparable between runners
+    for key, col in (
+        ("glute_share", "glute_share"),
+        ("calf_share", "calf_share"),
+        ("ham_share", "hamstring_share"),
+    ):
+        x = s[col] if col in s else pd.Series(np.nan, index=s.index)  # absent in strides before v2
+        out[key], out[f"n_{key}"] = _median(x), float(x.notna().sum())
     inv = s["recruitment_inverted"].dropna()
     out["n_inv_obs"], out["n_inverted"] = float(len(inv)), float(inv.astype(bool).sum())
     out["pelvic_drop_deg"], out["n_pelvis"] = (
@@ -402,15 +421,15 @@ def day_component_arrays(sessions: pd.DataFrame, gid: np.ndarray, n: int) -> dic
     def wm(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         return _group_wmean(values, weights, gid, n)
 
-    # EMG: glute deficit, calf and hamstring dominance, recruitment inversion
-    glute = wm(c["glute_act"], c["n_glute"])
-    r["glute_deficit_raw"] = np.where(np.isfinite(glute), 1.0 - glute, np.nan)
+    # EMG: glute deficit, calf and hamstring dominance (shares vs the population reference), inversion
+    glute = wm(c["glute_share"], c["n_glute_share"])
+    r["glute_deficit_raw"] = np.where(np.isfinite(glute), GLUTE_SHARE_REF - glute, np.nan)
     r["glute_deficit_sensors"] = _label(np.isfinite(glute), "emg")
-    calf = wm(c["calf_act"], c["n_calf"])
-    r["calf_dominance_raw"] = np.where(np.isfinite(calf), calf - 1.0, np.nan)
+    calf = wm(c["calf_share"], c["n_calf_share"])
+    r["calf_dominance_raw"] = np.where(np.isfinite(calf), calf - CALF_SHARE_REF, np.nan)
     r["calf_dominance_sensors"] = _label(np.isfinite(calf), "emg")
-    ham = wm(c["ham_act"], c["n_ham"])
-    r["hamstring_dominance_raw"] = np.where(np.isfinite(ham), ham - 1.0, np.nan)
+    ham = wm(c["ham_share"], c["n_ham_share"])
+    r["hamstring_dominance_raw"] = np.where(np.isfinite(ham), ham - HAMSTRING_SHARE_REF, np.nan)
     r["hamstring_dominance_sensors"] = _label(np.isfinite(ham), "emg")
     # share = sum(n_inverted) / sum(n_inv_obs) (NaN counts as 0; NaN when no day session observed it)
     obs = c["n_inv_obs"]
@@ -421,7 +440,7 @@ def day_component_arrays(sessions: pd.DataFrame, gid: np.ndarray, n: int) -> dic
         inv = np.where((obs_seen > 0) & (n_obs > 0), n_inv / np.where(n_obs > 0, n_obs, 1.0), np.nan)
     r["recruitment_inversion_raw"] = inv
     r["recruitment_inversion_sensors"] = _label(np.isfinite(inv), "emg")
-    r["glute_share_median"] = wm(c["glute_share"], c["n_glute"])
+    r["glute_share_median"] = glute
     # pelvis IMU
     pd_deg = wm(c["pelvic_drop_deg"], c["n_pelvis"])
     r["pelvic_drop_raw"] = pd_deg

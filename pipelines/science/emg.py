@@ -13,9 +13,12 @@ Features per stride
   seen so far (including the current one) is used. Per session because electrode placement and skin
   impedance change between sessions, so raw uV are not comparable across sessions; the reference is
   small carried state (at most N numbers per muscle), so streaming and offline give the same values.
-* ``glute_share = G / (G + H + C)`` with the **raw** mean envelopes (uV) of gluteus maximus ``G``,
-  hamstrings ``H`` and gastrocnemius ``C`` (0..1): the share of posterior-chain activation carried by the
-  glute.
+* ``glute_share = G / (G + H + C)``, ``hamstring_share = H / (G + H + C)`` and
+  ``calf_share = C / (G + H + C)`` with the **raw** mean envelopes (uV, same window and side) of gluteus
+  maximus ``G``, hamstrings ``H`` and gastrocnemius ``C`` (each 0..1, summing to 1): the shares of
+  posterior-chain activation. Unlike ``*_act_norm`` (1.0 for every runner by construction) they compare
+  runners: electrode placement and skin scale the channels of one pair of shorts alike far more than
+  they change their ratio.
 * ``glute_onset_ms`` / ``hamstring_onset_ms``: activation onset relative to IC (negative = before IC).
   Threshold ``θ = lo + 0.3 (hi - lo)`` with ``lo``/``hi`` the 5th/95th percentile of the envelope over
   the stride window; the onset is the **first upward crossing** of ``θ`` in
@@ -36,6 +39,7 @@ __all__ = [
     "EmgReference",
     "activation_onset_ms",
     "glute_share",
+    "posterior_chain_shares",
     "stride_emg_means",
 ]
 
@@ -253,6 +257,20 @@ def glute_share(
     total = g + h + c
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, g / total, np.nan)
+
+
+def posterior_chain_shares(
+    glute_max_uV: np.ndarray, hamstrings_uV: np.ndarray, gastrocnemius_uV: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(G, H, C) / (G + H + C)`` from raw mean envelopes (uV): glute, hamstring and calf shares.
+
+    NaN where the sum is not positive or a channel is missing; the glute share equals :func:`glute_share`.
+    """
+    g, h, c = (np.asarray(x, dtype=float) for x in (glute_max_uV, hamstrings_uV, gastrocnemius_uV))
+    total = g + h + c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = total > 0
+        return tuple(np.where(ok, x / total, np.nan) for x in (g, h, c))  # type: ignore[return-value]
 
 
 @dataclass

@@ -41,7 +41,7 @@ from pipelines.science.emg import (
     MUSCLE_COLUMNS,
     EmgReference,
     activation_onset_ms,
-    glute_share,
+    posterior_chain_shares,
     stride_emg_means,
 )
 from pipelines.science.gait import detect_gait_events
@@ -416,10 +416,10 @@ def assemble(
                 g_on = np.where(np.isfinite(means), activation_onset_ms(t, env, ic_s, nx_s), np.nan)
             if muscle == "hamstrings":
                 h_on = np.where(np.isfinite(means), activation_onset_ms(t, env, ic_s, nx_s), np.nan)
-    share = (
-        glute_share(raw["gluteus_maximus"], raw["hamstrings"], raw["gastrocnemius"])
+    share, ham_share, calf_share = (
+        posterior_chain_shares(raw["gluteus_maximus"], raw["hamstrings"], raw["gastrocnemius"])
         if raw
-        else np.full(n, np.nan)
+        else (np.full(n, np.nan),) * 3
     )
     start = state.session_start_us
     # column-wise: one float conversion per column instead of one ``nz`` call per value
@@ -444,6 +444,7 @@ def assemble(
         for col in MUSCLE_COLUMNS.values()
     }
     share_l, g_l, h_l = _nz_list(share), _nz_list(g_on), _nz_list(h_on)
+    ham_share_l, calf_share_l = _nz_list(ham_share), _nz_list(calf_share)
     vo_ok = np.isfinite(np.asarray(vo, float))
     emg_ok = np.isfinite(raw["gluteus_maximus"]) if raw else np.zeros(n, bool)
     sensors_l = [
@@ -483,6 +484,8 @@ def assemble(
                 "pelvic_drop_deg": drop_l[k],
                 **{c: v[k] for c, v in emg_l.items()},
                 "glute_share": share_l[k],
+                "hamstring_share": ham_share_l[k],
+                "calf_share": calf_share_l[k],
                 "glute_onset_ms": g_l[k],
                 "hamstring_onset_ms": h_l[k],
                 "recruitment_inverted": inv_l[k],

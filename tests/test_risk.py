@@ -79,7 +79,7 @@ def test_acwr_cannot_cross_a_level_boundary() -> None:
     # 25 points of evidence-based drivers + 10 of ACWR: still low (capped just under 30)
     base = {
         **trend("pelvic_drop", 6.75, 4.5),
-        **trend("calf_dominance", 0.675, 0.45),
+        **trend("calf_dominance", 0.225, 0.05),  # calf share 0.35 -> 0.525
     }  # +50 % each -> 15 + 10
     r = one(feats(acwr=2.0, **base))
     assert r.score_without_acwr == pytest.approx(25.0)
@@ -93,13 +93,27 @@ def test_acwr_cannot_cross_a_level_boundary() -> None:
 
 
 def test_calf_compensation_relative_to_own_baseline() -> None:
-    r = one(feats(**trend("calf_dominance", 0.56, 0.40)))  # +40 %
+    # raw = calf share - 0.30: share 0.35 -> 0.49 is +40 % of the runner's share
+    r = one(feats(**trend("calf_dominance", 0.19, 0.05)))
     assert r.points_calf_dominance == pytest.approx(10 * (0.40 - 0.15) / 0.35, abs=0.01)
     d = r.drivers[0]
     assert d["driver"] == "calf_dominance" and d["grade"] == "weak"
     assert d["change_pct"] == pytest.approx(40.0)
     assert d["reason"] == "calf compensation up 40 % on your 4-week baseline"
     assert r.likely_sites == ["Achilles", "calf", "plantar fascia"]
+
+
+def test_share_components_trend_on_the_share_not_the_raw_offset() -> None:
+    # raw values near 0 or negative (shares at/below the reference): the ratio of raws would flip sign
+    r = one(feats(**trend("calf_dominance", -0.01, -0.04)))  # share 0.26 -> 0.29: +11.5 %, below 15 %
+    assert r.points_calf_dominance == 0
+    r = one(feats(**trend("calf_dominance", 0.08, -0.04)))  # share 0.26 -> 0.38: +46 %
+    assert r.points_calf_dominance == pytest.approx(10 * (0.12 / 0.26 - 0.15) / 0.35, abs=0.05)
+    # glute deficit: raw = 0.41 - glute share; share 0.41 -> 0.287 is a 30 % drop = +30 % deficit
+    r = one(feats(**trend("glute_deficit", 0.123, 0.0)))
+    assert r.points_glute_deficit == pytest.approx(10 * (0.30 - 0.15) / 0.35, abs=0.05)
+    r = one(feats(**trend("glute_deficit", -0.05, 0.0)))  # more glute than before: nothing
+    assert r.points_glute_deficit == 0
 
 
 def test_trend_needs_enough_baseline_days() -> None:
@@ -154,7 +168,7 @@ def test_drivers_sorted_and_sites_ranked_by_points() -> None:
         feats(
             spike_ratio=1.3,
             spike_days_ago=0,
-            **trend("hamstring_dominance", 0.3, 0.2),  # +50 % -> 10
+            **trend("hamstring_dominance", 0.235, 0.01),  # share 0.30 -> 0.525: +75 % -> 10
             **trend("pelvic_drop", 6.0, 5.0),  # +20 % -> 15 * 0.05 / 0.35
         )
     )
@@ -196,14 +210,14 @@ def test_build_features_recent_vs_baseline_and_computable_flag() -> None:
             {
                 "runner_id": "r1",
                 "local_date": D - dt.timedelta(days=o),
-                "calf_dominance": 0.5 if o < 7 else 0.4,
+                "calf_dominance": 0.1 if o < 7 else 0.02,  # calf share 0.32 -> 0.40: +25 %
                 "calf_dominance_computable": True,
                 "pelvic_drop": 9.0,
                 "pelvic_drop_computable": False,  # value ignored when not computable
             }
         )
     f = build_features(pd.DataFrame(rows), D).iloc[0]
-    assert f.calf_dominance_recent == pytest.approx(0.5) and f.calf_dominance_baseline == pytest.approx(0.4)
+    assert f.calf_dominance_recent == pytest.approx(0.1) and f.calf_dominance_baseline == pytest.approx(0.02)
     assert f.calf_dominance_baseline_days == 28
     assert np.isnan(f.pelvic_drop_recent) and not f.pelvic_drop_available
     r = score_features(build_features(pd.DataFrame(rows), D)).iloc[0]

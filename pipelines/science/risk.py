@@ -18,7 +18,8 @@ Two pure steps:
      linearly with the days since the run (``x (1 - days / 14)``). A fresh spike alone makes a runner
      *elevated*: it is the best-supported predictor.
    * trend drivers (moderate / weak / contested): ``change = recent / baseline - 1`` (sign flipped for
-     metrics where lower is worse); ``points = max_points x clip((change - 0.15) / (0.50 - 0.15), 0, 1)``:
+     metrics where lower is worse; for the EMG share components ``change`` is the relative change of the
+     runner's posterior-chain share, see :data:`SHARE_TRENDS`); ``points = max_points x clip((change - 0.15) / (0.50 - 0.15), 0, 1)``:
      nothing below a 15 % change, full weight at 50 %. Needs >= ``min_baseline_days`` baseline days.
    * ``low_step_rate`` (weak): ``max_points x clip((165 - cadence) / 15, 0, 1)`` plus the trend rule on a
      cadence drop.
@@ -41,6 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from pipelines.science.compensation import CALF_SHARE_REF, GLUTE_SHARE_REF, HAMSTRING_SHARE_REF
 
 __all__ = [
     "DRIVERS",
@@ -219,6 +222,17 @@ TREND_METRICS: dict[str, str] = {
     "asymmetry": "asymmetry",
     "fatigue_drift": "fatigue_drift",
     "recruitment_inversion": "recruitment_inversion",
+}
+
+#: EMG components whose daily raw value is a posterior-chain share minus/plus its population reference
+#: (docs/compensation.md): metric -> (reference share, sign) with ``share = reference + sign x raw``. Their
+#: raw values sit near 0 and change sign, so ``recent / baseline - 1`` is meaningless; the trend rule uses
+#: the relative change of the runner's share instead, oriented so that + = more compensation:
+#: ``change = (raw_recent - raw_baseline) / share_baseline``.
+SHARE_TRENDS: dict[str, tuple[float, float]] = {
+    "glute_deficit": (GLUTE_SHARE_REF, -1.0),
+    "calf_dominance": (CALF_SHARE_REF, 1.0),
+    "hamstring_dominance": (HAMSTRING_SHARE_REF, 1.0),
 }
 
 LEVELS = ("low", "elevated", "high")
@@ -435,7 +449,12 @@ def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> 
         rec, base = col(f"{metric}_recent"), col(f"{metric}_baseline")
         nbase = col(f"{metric}_baseline_days")
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(np.abs(base) > 1e-9, rec / base - 1.0, np.nan)
+            if metric in SHARE_TRENDS:
+                ref, sign = SHARE_TRENDS[metric]
+                share_base = ref + sign * base
+                rel = np.where(share_base > 1e-9, (rec - base) / share_base, np.nan)
+            else:
+                rel = np.where(np.abs(base) > 1e-9, rec / base - 1.0, np.nan)
         worse = -rel if spec.lower_is_worse else rel
         has_base = np.isfinite(worse) & (np.nan_to_num(nbase) >= p.min_baseline_days)
         pts = np.where(has_base, spec.max_points * np.clip((worse - p.trend_start) / span, 0.0, 1.0), 0.0)

@@ -31,6 +31,8 @@ COLUMNS = [
     "ground_contact_time_ms",
     "duty_factor",
     "glute_share",
+    "hamstring_share",
+    "calf_share",
     "pelvic_drop_deg",
     "quality_ok",
 ]
@@ -59,6 +61,8 @@ def expectations() -> list:
         ),
         E.ExpectColumnValuesToBeBetween(column="duty_factor", min_value=0, max_value=1, mostly=0.99),
         E.ExpectColumnValuesToBeBetween(column="glute_share", min_value=0, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="hamstring_share", min_value=0, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="calf_share", min_value=0, max_value=1),
         E.ExpectColumnValuesToBeBetween(column="pelvic_drop_deg", min_value=-30, max_value=30, mostly=0.99),
     ]
 

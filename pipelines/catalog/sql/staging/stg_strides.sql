@@ -25,6 +25,8 @@ SELECT
     gastrocnemius_act_norm,
     vastus_lateralis_act_norm,
     glute_share,
+    hamstring_share,
+    calf_share,
     glute_onset_ms,
     hamstring_onset_ms,
     recruitment_inverted,

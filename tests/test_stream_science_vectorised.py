@@ -2,8 +2,108 @@
 
 import numpy as np
 
-from pipelines.science.emg import _activation_onset_ms_loop, activation_onset_ms, stride_emg_means
-from pipelines.science.pelvis import _stride_pelvis_features_loop, stride_pelvis_features
+from pipelines.science.emg import (
+    ONSET_THRESHOLD_FRACTION,
+    ONSET_WINDOW_FRACTION,
+    _p5_p95,
+    activation_onset_ms,
+    stride_emg_means,
+)
+from pipelines.science.pelvis import pelvic_drop_deg, stride_pelvis_features, vertical_oscillation_mm
+
+# --- per-stride reference implementations (the loops the vectorised functions replaced) ---
+
+
+def _stride_pelvis_features_loop(
+    t_s: np.ndarray,
+    acc_m_s2: np.ndarray,
+    gyr_deg_s: np.ndarray,
+    ic_s: np.ndarray,
+    tc_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    foot: str,
+    max_gap_s: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical oscillation (mm) and pelvic drop (deg) for each stride ``[ic_s[k], ic_next_s[k])``.
+
+    Strides not fully covered by pelvis samples, or with a sampling gap longer than ``max_gap_s``
+    (default 1.5 sample periods), get NaN. All times in seconds on one clock. Per-stride reference of
+    :func:`stride_pelvis_features`.
+    """
+    t = np.asarray(t_s, dtype=float)
+    acc = np.asarray(acc_m_s2, dtype=float)
+    gyr = np.asarray(gyr_deg_s, dtype=float)
+    n = len(ic_s)
+    vo = np.full(n, np.nan)
+    drop = np.full(n, np.nan)
+    if len(t) < 4:
+        return vo, drop
+    period = float(np.median(np.diff(t)))
+    max_gap = max_gap_s if max_gap_s is not None else 1.5 * period
+    lo = np.searchsorted(t, ic_s, side="left")
+    hi = np.searchsorted(t, ic_next_s, side="left")
+    for k in range(n):
+        a, b = int(lo[k]), int(hi[k])
+        if b - a < 4 or a == 0 and t[0] - ic_s[k] > max_gap or b >= len(t) and ic_next_s[k] - t[-1] > max_gap:
+            continue
+        seg_t = t[a:b]
+        if (
+            seg_t[0] - ic_s[k] > max_gap
+            or ic_next_s[k] - seg_t[-1] > max_gap
+            or (np.diff(seg_t) > max_gap).any()
+        ):
+            continue
+        vo[k] = vertical_oscillation_mm(seg_t, acc[a:b])
+        drop[k] = pelvic_drop_deg(seg_t, gyr[a:b], tc_s[k], foot)
+    return vo, drop
+
+
+def _activation_onset_ms_loop(
+    t_s: np.ndarray,
+    env_uV: np.ndarray,
+    ic_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    threshold_fraction: float = ONSET_THRESHOLD_FRACTION,
+    window_fraction: float = ONSET_WINDOW_FRACTION,
+) -> np.ndarray:
+    """Onset of activation relative to IC, ms (negative = before IC), per stride.
+
+    ``θ = p5 + f (p95 - p5)`` of the envelope over ``[IC - wT, IC_next - wT)``; onset = first sample pair
+    ``env[i] < θ <= env[i+1]`` with ``t[i+1]`` in ``[IC - wT, IC + wT]``, at
+    ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
+    Per-stride reference of :func:`activation_onset_ms`.
+    """
+    t = np.asarray(t_s, dtype=float)
+    env = np.asarray(env_uV, dtype=float)
+    ic = np.asarray(ic_s, dtype=float)
+    nxt = np.asarray(ic_next_s, dtype=float)
+    out = np.full(len(ic), np.nan)
+    if len(t) < 3:
+        return out
+    w_all = window_fraction * (nxt - ic)
+    a_all = np.searchsorted(t, ic - w_all)
+    b_all = np.searchsorted(t, nxt - w_all)
+    hi_all = np.searchsorted(t, ic + w_all, side="left")
+    for k in range(len(ic)):
+        a, b = int(a_all[k]), int(b_all[k])
+        if b - a < 4:
+            continue
+        p5, p95 = _p5_p95(env[a:b])
+        if not p95 > p5:
+            continue
+        theta = p5 + threshold_fraction * (p95 - p5)
+        lo, hi = a, int(hi_all[k])
+        lo = max(lo, 1)
+        if hi <= lo:
+            continue
+        prev, cur = env[lo - 1 : hi - 1], env[lo:hi]
+        idx = np.flatnonzero((prev < theta) & (cur >= theta))
+        if len(idx) == 0:
+            continue
+        i = lo + int(idx[0])
+        frac = (theta - env[i - 1]) / (env[i] - env[i - 1])
+        out[k] = 1000.0 * (t[i - 1] + frac * (t[i] - t[i - 1]) - ic[k])
+    return out
 
 
 def _signal(seed: int, n: int = 3000, rate: float = 100.0):

@@ -154,7 +154,7 @@ def activation_onset_ms(
     ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
 
     Vectorised over strides (padded matrices); the same element-wise arithmetic as the per-stride
-    reference :func:`_activation_onset_ms_loop`, so bit-identical to it.
+    reference loop in tests/test_stream_science_vectorised.py, so bit-identical to it.
     """
     t = np.asarray(t_s, dtype=float)
     env = np.asarray(env_uV, dtype=float)
@@ -198,54 +198,6 @@ def activation_onset_ms(
     th = theta[found]
     frac = (th - env[i - 1]) / (env[i] - env[i - 1])
     out[sel[found]] = 1000.0 * (t[i - 1] + frac * (t[i] - t[i - 1]) - ic[sel[found]])
-    return out
-
-
-def _activation_onset_ms_loop(
-    t_s: np.ndarray,
-    env_uV: np.ndarray,
-    ic_s: np.ndarray,
-    ic_next_s: np.ndarray,
-    threshold_fraction: float = ONSET_THRESHOLD_FRACTION,
-    window_fraction: float = ONSET_WINDOW_FRACTION,
-) -> np.ndarray:
-    """Onset of activation relative to IC, ms (negative = before IC), per stride.
-
-    ``θ = p5 + f (p95 - p5)`` of the envelope over ``[IC - wT, IC_next - wT)``; onset = first sample pair
-    ``env[i] < θ <= env[i+1]`` with ``t[i+1]`` in ``[IC - wT, IC + wT]``, at
-    ``t_i + (θ - env_i) / (env_{i+1} - env_i) (t_{i+1} - t_i)``. NaN when there is no crossing.
-    Per-stride reference of :func:`activation_onset_ms`.
-    """
-    t = np.asarray(t_s, dtype=float)
-    env = np.asarray(env_uV, dtype=float)
-    ic = np.asarray(ic_s, dtype=float)
-    nxt = np.asarray(ic_next_s, dtype=float)
-    out = np.full(len(ic), np.nan)
-    if len(t) < 3:
-        return out
-    w_all = window_fraction * (nxt - ic)
-    a_all = np.searchsorted(t, ic - w_all)
-    b_all = np.searchsorted(t, nxt - w_all)
-    hi_all = np.searchsorted(t, ic + w_all, side="left")
-    for k in range(len(ic)):
-        a, b = int(a_all[k]), int(b_all[k])
-        if b - a < 4:
-            continue
-        p5, p95 = _p5_p95(env[a:b])
-        if not p95 > p5:
-            continue
-        theta = p5 + threshold_fraction * (p95 - p5)
-        lo, hi = a, int(hi_all[k])
-        lo = max(lo, 1)
-        if hi <= lo:
-            continue
-        prev, cur = env[lo - 1 : hi - 1], env[lo:hi]
-        idx = np.flatnonzero((prev < theta) & (cur >= theta))
-        if len(idx) == 0:
-            continue
-        i = lo + int(idx[0])
-        frac = (theta - env[i - 1]) / (env[i] - env[i - 1])
-        out[k] = 1000.0 * (t[i - 1] + frac * (t[i] - t[i - 1]) - ic[k])
     return out
 
 

@@ -137,7 +137,7 @@ def stride_pelvis_features(
 
     Vectorised over strides (one padded ``(strides, samples)`` matrix): the same arithmetic as
     :func:`vertical_oscillation_mm` / :func:`pelvic_drop_deg` per stride (equal to them within rounding
-    of the per-stride mean and projection, ~1e-13 relative); :func:`_stride_pelvis_features_loop` is the
+    of the per-stride mean and projection, ~1e-13 relative); the per-stride loop in tests/test_stream_science_vectorised.py is the
     per-stride reference.
     """
     t = np.asarray(t_s, dtype=float)
@@ -202,48 +202,4 @@ def stride_pelvis_features(
     else:
         val = -np.where(stance, phi, np.inf).min(axis=1)
     drop[sel[has]] = val[has]
-    return vo, drop
-
-
-def _stride_pelvis_features_loop(
-    t_s: np.ndarray,
-    acc_m_s2: np.ndarray,
-    gyr_deg_s: np.ndarray,
-    ic_s: np.ndarray,
-    tc_s: np.ndarray,
-    ic_next_s: np.ndarray,
-    foot: str,
-    max_gap_s: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Vertical oscillation (mm) and pelvic drop (deg) for each stride ``[ic_s[k], ic_next_s[k])``.
-
-    Strides not fully covered by pelvis samples, or with a sampling gap longer than ``max_gap_s``
-    (default 1.5 sample periods), get NaN. All times in seconds on one clock. Per-stride reference of
-    :func:`stride_pelvis_features`.
-    """
-    t = np.asarray(t_s, dtype=float)
-    acc = np.asarray(acc_m_s2, dtype=float)
-    gyr = np.asarray(gyr_deg_s, dtype=float)
-    n = len(ic_s)
-    vo = np.full(n, np.nan)
-    drop = np.full(n, np.nan)
-    if len(t) < 4:
-        return vo, drop
-    period = float(np.median(np.diff(t)))
-    max_gap = max_gap_s if max_gap_s is not None else 1.5 * period
-    lo = np.searchsorted(t, ic_s, side="left")
-    hi = np.searchsorted(t, ic_next_s, side="left")
-    for k in range(n):
-        a, b = int(lo[k]), int(hi[k])
-        if b - a < 4 or a == 0 and t[0] - ic_s[k] > max_gap or b >= len(t) and ic_next_s[k] - t[-1] > max_gap:
-            continue
-        seg_t = t[a:b]
-        if (
-            seg_t[0] - ic_s[k] > max_gap
-            or ic_next_s[k] - seg_t[-1] > max_gap
-            or (np.diff(seg_t) > max_gap).any()
-        ):
-            continue
-        vo[k] = vertical_oscillation_mm(seg_t, acc[a:b])
-        drop[k] = pelvic_drop_deg(seg_t, gyr[a:b], tc_s[k], foot)
     return vo, drop

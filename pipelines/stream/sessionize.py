@@ -46,7 +46,7 @@ from pipelines.science.emg import (
 )
 from pipelines.science.gait import detect_gait_events
 from pipelines.science.pelvis import stride_pelvis_features
-from pipelines.science.stride_features import compute_stride_features, flight_time_ms
+from pipelines.science.stride_features import FEATURE_COLUMNS, compute_stride_features, flight_time_ms
 from schemas.events import EMG_CHANNELS, IMU_CHANNELS, SensorBlock, SessionMarker, WatchRecord
 
 INF = np.iinfo(np.int64).max // 4
@@ -425,15 +425,8 @@ def assemble(
     # column-wise: one float conversion per column instead of one ``nz`` call per value
     feat_cols = {
         c: _nz_list([f[c] for f in feats])
-        for c in (
-            "stride_time_s",
-            "cadence_spm",
-            "ground_contact_time_ms",
-            "swing_time_ms",
-            "duty_factor",
-            "peak_impact_m_s2",
-            "foot_strike_angle_deg",
-        )
+        for c in FEATURE_COLUMNS
+        if c not in ("quality_ok", "quality_reason")
     }
     ic_l = [int(x) for x in ic_us.tolist()]
     tc_l = [int(x) if x >= 0 else None for x in tc_us.tolist()]

@@ -278,6 +278,11 @@ class Publisher:
         self.dead_letter(make_dead_letter(rejection, self.stage, value, event, source_file=source_file))
         return rejection
 
+    def reject(self, letter: DeadLetter) -> None:
+        """Dead-letter an input that never became an event (e.g. a corrupt file): counted as received."""
+        self.counts.received += 1
+        self.dead_letter(letter)
+
     def dead_letter(self, letter: DeadLetter) -> None:
         """Send a dead letter (counted once as dead-lettered)."""
         self._send(letter, encode(letter))

@@ -387,8 +387,7 @@ def import_file(publisher, path: str | Path, runner_id: str, device_id: str | No
         decoded = parse_fit(data, path, device_id)
     except FitDecodeError as exc:
         # counted as one input received and dead-lettered, so the publisher's counts reconcile
-        publisher.counts.received += 1
-        publisher.dead_letter(corrupt_dead_letter(path, data, exc.problem, runner_id))
+        publisher.reject(corrupt_dead_letter(path, data, exc.problem, runner_id))
         publisher.flush()
         result = FileResult(path, ok=False, error=f"corrupt FIT file: {exc.problem}")
         result.dead_lettered["corrupt_file"] += 1

@@ -20,20 +20,12 @@ import pyarrow.dataset as ds
 from infra.settings import Paths
 from pipelines import lake
 from pipelines.lake import partition_key
+from schemas.daily_table import COMPONENT_NAMES
 
 __all__ = ["DAILY_CANDIDATES", "load_daily_window", "load_runners", "partition_key"]
 
-COMPONENTS = (
-    "glute_deficit",
-    "calf_dominance",
-    "hamstring_dominance",
-    "recruitment_inversion",
-    "pelvic_drop",
-    "asymmetry",
-    "overstride",
-    "fatigue_drift",
-    "lumbar_compensation",
-)
+#: the daily table's compensation components, plus lumbar (no sensor yet: always "not measured")
+COMPONENTS = (*COMPONENT_NAMES, "lumbar_compensation")
 
 
 def _component_candidates(c: str) -> list[str]:

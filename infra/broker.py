@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +33,7 @@ class BrokerInfo:
     pid: int | None  # None: external cluster, not ours
     started_at: float | None = None
     log_file: str | None = None
+    started_here: bool = False  # set by running_broker when it started (and will stop) this broker
 
     @property
     def external(self) -> bool:
@@ -235,6 +236,6 @@ def running_broker(paths: Paths) -> Iterator[BrokerInfo]:
         return
     info = start(paths)
     try:
-        yield info
+        yield replace(info, started_here=True)
     finally:
         stop(paths)

@@ -41,6 +41,7 @@ class Step:
 class ChainResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     reports: list[Path] = field(default_factory=list)
+    started_broker: bool = False  # False: an external cluster or an already running broker was used
 
 
 def default_fit_dir() -> Path:
@@ -114,6 +115,7 @@ def run_chain(
     env = dict(os.environ, **{ENV_DATA_DIR: str(paths.root)})
     exe = [sys.executable, "-m", "jobs.cli"]
     with broker.running_broker(paths) as info:
+        result.started_broker = info.started_here
         where = "external cluster" if info.external else f"embedded Tansu, pid {info.pid}"
         say(f"[bold]broker[/] {info.bootstrap} ({where})")
         topics.apply(info.bootstrap)

@@ -68,4 +68,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"lake: {paths.lake}\ncatalog: {paths.catalog}  (gluteflow sql)")
         for report in result.reports:
             console.print(f"report: {report}")
-        console.print("broker stopped; no process left behind")
+        if result.started_broker:
+            console.print("broker stopped; no process left behind")
+        else:
+            console.print("broker left running: it was not started by this run")

@@ -21,12 +21,22 @@ Crash-safe batch protocol (``<data>/state/stream/``)
    commit metadata), then mark the checkpoint ``published`` and delete older staging dirs.
 
 A crash before 4 loses only staging (the batch is recomputed from the old checkpoint); a crash after
-4 is completed by step 1. Lake file names depend only on the batch number, so nothing is duplicated.
+4 is completed by step 1. Lake file names depend only on the batch number and shard, so nothing is
+duplicated.
+
+Shards (``--workers N``): a batch is split by Kafka partition index over N forked processes, each
+running its own bounded pipeline (kafka-python, Avro decoding and the science are GIL-bound Python,
+so processes, not threads, use more cores). The runner-keyed input topics are co-partitioned (same
+partition count, runner id as key), so a runner's events and carry-over state all belong to one shard.
+Shard ``k`` writes ``part-<N:06d>-<k>.parquet`` and ``carry-<k>.arrow``; the commit point stays one
+checkpoint for the whole batch. Children die with the driver (``PR_SET_PDEATHSIG``), so a killed job
+leaves no shard writing into a staging directory that its rerun has wiped.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -47,7 +57,7 @@ from infra import topics
 from infra.kafka_io import make_consumer, make_producer
 from infra.settings import Paths
 from pipelines.io.kafka_source import PartitionSpec
-from pipelines.io.parquet_sink import WriteTables
+from pipelines.io.parquet_sink import WriteTables, read_state_file
 from pipelines.lake import read_table
 from pipelines.stream.sessionize import StreamParams
 from pipelines.stream.transforms import StrideFeatureBatch
@@ -55,6 +65,8 @@ from schemas.codec import encode_record
 from schemas.tables import DEAD_LETTERS, RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
 
 INPUT_TOPIC_KEYS = ("sensor_blocks", "watch_records", "sessions", "runner_profiles", "dead_letters")
+# keyed by runner id with one partition count: partition index p of each holds the same runners
+CO_PARTITIONED_KEYS = ("sensor_blocks", "watch_records", "sessions")
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
@@ -73,10 +85,14 @@ class StreamOptions:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     params: StreamParams = field(default_factory=StreamParams)
     kafka_reader: str = "python"  # python | java
-    # 1 = FnApiRunner in_memory (measured faster and ~0.4 GB leaner here than multi_threading: the work
-    # is GIL-bound Python/numpy on small arrays); >1 = multi_threading with that many workers
-    workers: int = 1
+    # shard processes per batch (each an in-memory FnApiRunner; Beam's multi_threading and
+    # multi_processing modes were measured slower here). 0 = one per core, at most 4.
+    workers: int = 0
     split_offsets: int = 0
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers if self.workers > 0 else max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -151,37 +167,28 @@ def _arrow_rows_for_topic(table: pa.Table) -> list[dict]:
     return pa.table(cols).to_pylist()
 
 
-def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> None:
-    """Step 5 of the protocol; safe to repeat."""
-    if ckpt.get("published", True):
-        return
-    paths = opts.paths
-    batch = ckpt["batch"]
-    staging = stream_dir(paths) / "staging" / str(batch)
-    moved: list[Path] = []
-    for rel in ckpt["staged"]:
-        src, dst = staging / rel, paths.lake / rel
-        if src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-        moved.append(dst)
-    # strides and our own dead letters to Kafka (at-least-once; ids are idempotency keys)
-    producer = make_producer(opts.bootstrap, client_id="gluteflow-stream")
+def _shard_of_file(rel: str) -> int:
+    """Shard index from a staged file name ``part-<batch>-<shard>.parquet`` (0 for other names)."""
+    parts = Path(rel).stem.split("-")
+    return int(parts[2]) if len(parts) == 3 and parts[0] == "part" else 0
+
+
+def _publish_files(bootstrap: str, files: list[Path]) -> None:
+    """Send the strides and this job's dead letters of ``files`` (lake paths) to their topics."""
+    producer = make_producer(bootstrap, client_id="gluteflow-stream")
     try:
-        for dst in moved:
-            rel = dst.relative_to(paths.lake).parts
-            if rel[0] == "strides" and dst.exists():
-                table = pq.read_table(dst)
-                for rec in _arrow_rows_for_topic(table):
+        for dst in files:
+            table_name = dst.parent.parent.name
+            if table_name == "strides":
+                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
                     rec["date"] = (rec["ic_time"] // 86_400_000_000) if rec.get("ic_time") is not None else 0
                     producer.send(
                         topics.topic("strides"),
                         key=rec["runner_id"].encode(),
                         value=encode_record("stride", rec),
                     )
-            if rel[0] == "dead_letters" and dst.exists():
-                table = pq.read_table(dst)
-                for rec in _arrow_rows_for_topic(table):
+            elif table_name == "dead_letters":
+                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
                     if rec["stage"] != "stream":
                         continue
                     letter = {
@@ -190,19 +197,7 @@ def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] =
                         "stage": rec["stage"],
                         "original": rec["original"],
                         "dead_lettered_at_us": rec["dead_lettered_at"],
-                        **{
-                            k: rec[k]
-                            for k in (
-                                "runner_id",
-                                "device_id",
-                                "session_id",
-                                "seq",
-                                "source_topic",
-                                "source_partition",
-                                "source_offset",
-                                "source_file",
-                            )
-                        },
+                        **{k: rec[k] for k in _DEAD_LETTER_KEYS},
                     }
                     producer.send(
                         topics.topic("dead_letters"),
@@ -212,12 +207,81 @@ def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] =
         producer.flush()
     finally:
         producer.close()
+
+
+_DEAD_LETTER_KEYS = (
+    "runner_id",
+    "device_id",
+    "session_id",
+    "seq",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_file",
+)
+
+
+def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> None:
+    """Step 5 of the protocol; safe to repeat. Each shard's files are sent by one producer (in
+    parallel over shards), so one runner's strides reach the topic in order."""
+    if ckpt.get("published", True):
+        return
+    paths = opts.paths
+    batch = ckpt["batch"]
+    staging = stream_dir(paths) / "staging" / str(batch)
+    by_shard: dict[int, list[Path]] = {}
+    for rel in ckpt["staged"]:
+        src, dst = staging / rel, paths.lake / rel
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        if dst.exists() and Path(rel).parts[0] in ("strides", "dead_letters"):
+            by_shard.setdefault(_shard_of_file(rel), []).append(dst)
+    run_in_processes(
+        [lambda f=files: _publish_files(opts.bootstrap, f) for _, files in sorted(by_shard.items())]
+    )
     _commit_kafka_offsets(opts.bootstrap, ckpt["offsets"], log)
     ckpt["published"] = True
     write_checkpoint(paths, ckpt)
     for old in (stream_dir(paths) / "staging").glob("*"):
         if old.name.isdigit() and int(old.name) < batch:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_main(job: Callable[[], None], parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    job()
+
+
+def run_in_processes(jobs: list[Callable[[], None]]) -> None:
+    """Run each job in its own forked process (one job runs in this process); raise if any fails.
+
+    Fork, not spawn: the children share the already imported Beam/pyarrow (a spawned interpreter
+    pays ~2 s of imports). Results travel through files the jobs write, not return values.
+    """
+    if len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_child_main, args=(job, os.getpid()), daemon=True) for job in jobs]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = {i: proc.exitcode for i, proc in enumerate(procs) if proc.exitcode != 0}
+    if failed:
+        raise RuntimeError(f"stream worker process(es) failed (index: exit code) {failed}; see stderr")
 
 
 def _commit_kafka_offsets(bootstrap: str, offsets: dict, log: Callable[[str], None]) -> None:
@@ -278,12 +342,34 @@ def _high_watermarks(
         consumer.close()
 
 
-def plan_ranges(opts: StreamOptions, ckpt: dict) -> tuple[list[PartitionSpec], dict, int]:
-    """Offset ranges for the next batch (capped by bytes) -> (specs, new offsets, backlog messages)."""
+@dataclass
+class BatchPlan:
+    """The next batch: offset ranges (capped by bytes), the offsets after it, the whole backlog in
+    messages, and the partition count of every input topic."""
+
+    specs: list[PartitionSpec]
+    offsets: dict
+    backlog: int
+    partition_counts: dict[str, int]
+
+
+@dataclass
+class Shard:
+    """One process's part of a batch: its ranges and the partition indices whose keys it owns."""
+
+    index: int
+    specs: list[PartitionSpec]
+    owned: frozenset[int]
+
+
+def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
+    """Offset ranges for the next batch, capped to ``max_batch_bytes`` by the mean message size."""
     names = [topics.topic(key) for key in INPUT_TOPIC_KEYS]
     begins, ends, sizes = _high_watermarks(opts.bootstrap, names)
+    counts: dict[str, int] = {}
     backlog: dict[tuple[str, int], tuple[int, int]] = {}
     for tp, end in ends.items():
+        counts[tp.topic] = counts.get(tp.topic, 0) + 1
         committed = ckpt["offsets"].get(tp.topic, {})
         start = max(int(committed.get(str(tp.partition), 0)), begins[tp])
         if end > start:
@@ -304,57 +390,128 @@ def plan_ranges(opts: StreamOptions, ckpt: dict) -> tuple[list[PartitionSpec], d
         stop = min(e, s + n)
         specs.append(PartitionSpec(opts.bootstrap, name, p, s, stop, opts.split_offsets))
         offsets.setdefault(name, {})[str(p)] = stop
-    return specs, offsets, total
+    return BatchPlan(specs, offsets, total, counts)
 
 
-def run_batch(opts: StreamOptions, ckpt: dict, specs: list[PartitionSpec], new_offsets: dict) -> BatchResult:
-    """Steps 3-5 for one batch; returns its metrics."""
-    paths = opts.paths
-    batch = ckpt["batch"] + 1
-    staging = stream_dir(paths) / "staging" / str(batch)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    prev_state = stream_dir(paths) / ckpt["state_file"] if ckpt.get("state_file") else None
-    runners = read_table(paths.table("runners"), RUNNERS, partition_cols=()).to_pylist()
-    runners = [{**r, "updated_at": _us(r["updated_at"])} for r in runners]
-    file_name = f"part-{batch:06d}.parquet"
-    mode = "in_memory" if opts.workers <= 1 else "multi_threading"
-    options = PipelineOptions(
-        [f"--direct_num_workers={max(1, opts.workers)}", f"--direct_running_mode={mode}"]
-    )
-    t0 = time.perf_counter()
+def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
+    """Split a batch over at most ``n_workers`` processes by partition index of the co-partitioned
+    topics (greedy: the heaviest index to the lightest shard, by messages in the batch). Other
+    topics (profiles, dead letters) go to shard 0. One shard when the co-partitioned topics do not
+    share a partition count (then a runner's events need not share an index)."""
+    co = [topics.topic(k) for k in CO_PARTITIONED_KEYS]
+    n_parts = {plan.partition_counts.get(t) for t in co}
+    if n_workers <= 1 or len(n_parts) != 1 or None in n_parts:
+        return [Shard(0, list(plan.specs), frozenset(range(max(n_parts - {None}, default=1))) | {-1})]
+    n_partitions = n_parts.pop()
+    weight = dict.fromkeys(range(n_partitions), 0)
+    for spec in plan.specs:
+        if spec.topic in co:
+            weight[spec.partition] += spec.stop - spec.start
+    n = min(n_workers, n_partitions)
+    load, owned = [0] * n, [set() for _ in range(n)]
+    for p in sorted(weight, key=lambda p: (-weight[p], p)):
+        k = min(range(n), key=lambda k: (load[k], k))
+        owned[k].add(p)
+        load[k] += weight[p]
+    owner = {p: k for k in range(n) for p in owned[k]}
+    shard_specs: list[list[PartitionSpec]] = [[] for _ in range(n)]
+    for spec in plan.specs:
+        shard_specs[owner[spec.partition] if spec.topic in co else 0].append(spec)
+    return [Shard(k, shard_specs[k], frozenset(owned[k])) for k in range(n)]
+
+
+def _run_shard(
+    opts: StreamOptions, ckpt: dict, batch: int, shard: Shard, staging: Path, state_files: list[str]
+):
+    """One shard's bounded pipeline; writes its tables, ``carry-<k>.arrow`` and ``shard-<k>.json``
+    (Beam counters and partition maxima) under ``staging``."""
+    k = shard.index
+    runners: list[dict] = []
+    if k == 0:  # the runners table (profiles topic + current table) is shard 0's
+        runners = read_table(opts.paths.table("runners"), RUNNERS, partition_cols=()).to_pylist()
+        runners = [{**r, "updated_at": _us(r["updated_at"])} for r in runners]
+    file_name = f"part-{batch:06d}-{k}.parquet"
+    options = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
     pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     out = pipeline | "StrideFeatureBatch" >> StrideFeatureBatch(
-        specs,
-        str(prev_state) if prev_state is not None and prev_state.exists() else [],
-        {int(k): v for k, v in ckpt.get("partition_max", {}).items()},
+        shard.specs,
+        state_files,
+        shard.owned,
+        {int(p): int(v) for p, v in ckpt.get("partition_max", {}).items()},
         runners,
         opts.params,
         reader=opts.kafka_reader,
     )
-    partition_max: dict[str, int] = dict(ckpt.get("partition_max", {}))
-    maxima_path = staging / "partition_max.json"
+    maxima_path = staging / f"partition_max-{k}.json"
     sinks = {
         table: ("parquet", (staging / table, schema, file_name, ("date",), sort_by))
         for table, (schema, sort_by) in OUTPUT_TABLES.items()
     }
     sinks["runners"] = ("parquet", (staging / "runners", RUNNERS, "part-0.parquet", (), ("runner_id",)))
-    sinks["state"] = ("state", (staging / "carry.arrow",))
+    sinks["state"] = ("state", (staging / f"carry-{k}.arrow",))
     sinks["partition_max"] = ("json", (maxima_path,))
     pcolls = {name: out[name] for name in sinks if name != "partition_max"}
     pcolls["partition_max"] = out["partition_max"] | "MaximaList" >> beam.Map(lambda kv: [list(kv)])
     _ = pcolls | "WriteTables" >> WriteTables(sinks)
     result = pipeline.run()
     result.wait_until_finish()
-    seconds = time.perf_counter() - t0
     counters: dict[str, int] = {}
     for c in result.metrics().query(MetricsFilter())["counters"]:
         name = c.key.metric.name
         counters[name] = counters.get(name, 0) + int(c.committed or c.attempted or 0)
-    if maxima_path.exists():
-        for p, v in json.loads(maxima_path.read_text()):
+    maxima = json.loads(maxima_path.read_text()) if maxima_path.exists() else []
+    maxima_path.unlink(missing_ok=True)
+    _write_json_atomic(staging / f"shard-{k}.json", {"counters": counters, "partition_max": maxima})
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _previous_state_files(paths: Paths, ckpt: dict) -> list[str]:
+    names = ckpt.get("state_files") or ([ckpt["state_file"]] if ckpt.get("state_file") else [])
+    return [str(stream_dir(paths) / n) for n in names if (stream_dir(paths) / n).exists()]
+
+
+def _check_keys_disjoint(staging: Path, n_shards: int) -> None:
+    """Refuse to commit when two shards carried the same (runner, session): the input topics were
+    not co-partitioned by runner id (a producer with another partitioner)."""
+    if n_shards <= 1:
+        return
+    owner: dict[tuple[str, str], int] = {}
+    for k in range(n_shards):
+        for runner, session, _, _ in read_state_file(staging / f"carry-{k}.arrow"):
+            other = owner.setdefault((runner, session), k)
+            if other != k:
+                raise RuntimeError(
+                    f"runner {runner} session {session} arrived on partitions of shards {other} and {k}: "
+                    "the input topics are not co-partitioned by runner id; rerun with --workers 1"
+                )
+
+
+def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan) -> BatchResult:
+    """Steps 3-5 for one batch (its shards in parallel processes); returns its metrics."""
+    paths = opts.paths
+    batch = ckpt["batch"] + 1
+    staging = stream_dir(paths) / "staging" / str(batch)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    state_files = _previous_state_files(paths, ckpt)
+    shards = plan_shards(plan, opts.n_workers)
+    t0 = time.perf_counter()
+    run_in_processes([lambda sh=sh: _run_shard(opts, ckpt, batch, sh, staging, state_files) for sh in shards])
+    seconds = time.perf_counter() - t0
+    _check_keys_disjoint(staging, len(shards))
+    counters: dict[str, int] = {}
+    partition_max: dict[str, int] = dict(ckpt.get("partition_max", {}))
+    for sh in shards:
+        result = json.loads((staging / f"shard-{sh.index}.json").read_text())
+        for name, v in result["counters"].items():
+            counters[name] = counters.get(name, 0) + v
+        for p, v in result["partition_max"]:
             partition_max[str(p)] = max(int(v), int(partition_max.get(str(p), v)))
-        maxima_path.unlink()
     staged = sorted(str(f.relative_to(staging)) for f in staging.rglob("*.parquet"))
     messages = counters.get("records_read", 0)
     nbytes = counters.get("bytes_read", 0)
@@ -362,14 +519,15 @@ def run_batch(opts: StreamOptions, ckpt: dict, specs: list[PartitionSpec], new_o
     if messages:
         avg = int(0.5 * avg + 0.5 * nbytes / messages) if ckpt.get("avg_bytes") else int(nbytes / messages)
     new = {
-        "version": 1,
+        "version": 2,
         "batch": batch,
-        "offsets": new_offsets,
+        "offsets": plan.offsets,
         "partition_max": partition_max,
-        "state_file": f"staging/{batch}/carry.arrow",
+        "state_files": [f"staging/{batch}/carry-{sh.index}.arrow" for sh in shards],
         "staged": staged,
         "published": False,
         "avg_bytes": avg,
+        "shards": len(shards),
         "committed_at_us": time.time_ns() // 1000,
     }
     write_checkpoint(paths, new)  # <- commit point
@@ -404,12 +562,12 @@ def run(
     idle_since = time.monotonic()
     while True:
         ckpt = load_checkpoint(opts.paths)
-        specs, offsets, backlog = plan_ranges(opts, ckpt)
-        if specs:
-            res = run_batch(opts, ckpt, specs, offsets)
+        plan = plan_ranges(opts, ckpt)
+        if plan.specs:
+            res = run_batch(opts, ckpt, plan)
             results.append(res)
             if on_batch:
-                on_batch(res, backlog)
+                on_batch(res, plan.backlog)
             idle_since = time.monotonic()
             if once:
                 break

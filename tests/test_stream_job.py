@@ -13,7 +13,7 @@ from infra.kafka_io import make_producer, topic_counts
 from infra.settings import Paths
 from jobs.stream_driver import StreamOptions, load_checkpoint, run
 from pipelines.lake import read_table
-from pipelines.stream.sessionize import INF, Item, SessionState, process_session
+from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, process_session
 from pipelines.stream.synthetic import make_session
 from schemas.codec import encode
 from schemas.events import RunnerProfile, WatchRecord
@@ -185,3 +185,40 @@ def test_late_block_goes_to_dead_letters(kafka: str, paths: Paths) -> None:
     nxt = {_us(s["ic_time"]): _us(s["next_ic_time"]) for s in strides.values() if s["foot"] == held.side}
     assert not any(ic < gap[1] and n > gap[0] for ic, n in nxt.items())
     assert len(left) > 80
+
+
+def _same_partition_runner_ids(n_partitions: int) -> tuple[str, str]:
+    """Two runner ids that kafka-python's default partitioner puts on one partition."""
+    from kafka.partitioner.default import murmur2
+
+    by_part: dict[int, str] = {}
+    for i in range(1000):
+        rid = f"rp{i:03d}"
+        part = (murmur2(rid.encode()) & 0x7FFFFFFF) % n_partitions
+        if part in by_part:
+            return by_part[part], rid
+        by_part[part] = rid
+    raise AssertionError("no two runner ids share a partition")
+
+
+def test_partition_ends_answer_newest_end_after_an_offset() -> None:
+    ends = PartitionEnds.from_pairs([(12, 500), (10, 900), (11, 300), (13, 100)])
+    assert [ends.after(o) for o in (9, 10, 11, 12, 13)] == [900, 500, 500, 100, -INF]
+
+
+@pytest.mark.timeout(300)
+def test_backlog_of_runners_sharing_a_partition_is_not_late(kafka: str, paths: Paths) -> None:
+    """Runner B's whole session reaches Kafka after runner A's, with the same event times, on one
+    partition (a replayed backlog, a phone syncing late). A's blocks are newer in event time than most
+    of B's but arrived before them: cut into batches, B's session must not be closed by them."""
+    a, b = _same_partition_runner_ids(6)
+    sessions = []
+    for i, rid in enumerate((a, b)):
+        truth, blocks, markers = make_session(rid, f"{rid}-s1", T0, 300, seed=10 + i)
+        sessions.append((truth, [markers[0], *blocks, markers[1]]))
+    produce(kafka, [e for _, events in sessions for e in events])
+    results = run(StreamOptions(kafka, paths, max_batch_bytes=1_500_000), until_idle_s=0.0)
+    assert len(results) >= 4, len(results)  # B's session is cut across batches
+    late = sum(r.counters.get("dead_letters_late", 0) for r in results)
+    assert late == 0, late
+    assert_same_strides(lake_strides(paths), offline(sessions))

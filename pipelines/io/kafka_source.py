@@ -10,9 +10,13 @@ Design
   restriction.
 * **No consumer group**: partitions are assigned explicitly (``consumer.assign``) and positioned with
   ``seek``; the caller owns the offsets (the micro-batch driver stores them in its checkpoint).
-* **Event time**: each record is emitted as a ``TimestampedValue`` whose timestamp is
-  ``timestamp_fn(record)`` (default: the Kafka record timestamp, i.e. producer create time in ms); the
-  watermark estimator is a :class:`MonotonicWatermarkEstimator` advanced by those timestamps.
+* **One element per poll**: the DoFn emits the records of one poll (up to ``max_poll_records``) as one
+  list of plain tuples in :class:`KafkaMessage` field order (Beam spends ~10-20 us per element and
+  stage, and its coder encodes plain tuples natively but pickled NamedTuples one by one).
+  :class:`ReadKafkaPartitions` yields :class:`KafkaMessage` s unless ``as_lists=True``.
+* **Event time**: a list's timestamp is ``timestamp_fn`` of its last record (default: the Kafka record
+  timestamp, i.e. producer create time in ms); the watermark estimator is a
+  :class:`MonotonicWatermarkEstimator` advanced by the largest record timestamp of each poll.
 * **Bounded vs unbounded**: with ``stop`` set the read is bounded (the micro-batch driver). With
   ``stop=None`` the restriction is ``[start, 2**63-1)``; when a poll returns nothing the DoFn returns
   ``ProcessContinuation.resume(poll_interval_s)`` so a streaming runner (Flink, Dataflow) checkpoints and
@@ -22,8 +26,9 @@ Design
 * **End offsets**: Tansu under-reports ListOffsets(LATEST), so bounded stops come from the fetch high
   watermark (:func:`infra.kafka_io.end_offsets`).
 * ``--kafka-reader=java`` selects Beam's cross-language ``ReadFromKafka`` instead (needs a Java expansion
-  service; not available offline here). It yields ``(key, value)`` pairs without partition/offset, so
-  dead letters then carry no source coordinates.
+  service; not available offline here), read with metadata so messages keep their coordinates; it
+  reads the topics from their start to ``max_num_records``, not the driver's offset ranges, so the
+  micro-batch driver cannot use it (a streaming runner can).
 """
 
 from __future__ import annotations
@@ -100,7 +105,8 @@ _WATERMARK_PARAM = beam.DoFn.WatermarkEstimatorParam(_WatermarkProvider())
 
 
 class ReadKafkaPartitionsFn(beam.DoFn):
-    """Splittable DoFn: ``PartitionSpec`` -> timestamped :class:`KafkaMessage` s of its offset range.
+    """Splittable DoFn: ``PartitionSpec`` -> timestamped lists (one per poll) of :class:`KafkaMessage`
+    field tuples covering its offset range.
 
     Parameters
     ----------
@@ -161,23 +167,21 @@ class ReadKafkaPartitionsFn(beam.DoFn):
                     )
                 continue
             idle = 0
-            n = nbytes = 0  # counters updated once per poll (a metrics update costs ~10 us)
-            try:
-                for rec in records:
-                    if not tracker.try_claim(rec.offset):
-                        return
-                    msg = KafkaMessage(
-                        element.topic, element.partition, rec.offset, rec.key, rec.value, rec.timestamp
-                    )
-                    n += 1
-                    nbytes += len(rec.value or b"")
-                    ts = Timestamp.of(self.timestamp_fn(msg))
-                    watermark.observe_timestamp(ts)
-                    yield beam.window.TimestampedValue(msg, ts)
-            finally:
-                if n:
-                    self.records.inc(n)
-                    self.bytes.inc(nbytes)
+            out: list[tuple] = []
+            claimed_all = True
+            for rec in records:
+                if not tracker.try_claim(rec.offset):
+                    claimed_all = False
+                    break
+                out.append((element.topic, element.partition, rec.offset, rec.key, rec.value, rec.timestamp))
+            if out:  # counters and the watermark once per poll (a metrics update costs ~10 us)
+                self.records.inc(len(out))
+                self.bytes.inc(sum(len(m[4] or b"") for m in out))
+                times = [self.timestamp_fn(KafkaMessage._make(m)) for m in out]
+                watermark.observe_timestamp(Timestamp.of(max(times)))
+                yield beam.window.TimestampedValue(out, Timestamp.of(times[-1]))
+            if not claimed_all:
+                return
             # compacted topics skip offsets: a bounded range is done once the position passes its stop
             stop = tracker.current_restriction().stop
             if bounded and consumer.position(tp) >= stop:
@@ -187,24 +191,32 @@ class ReadKafkaPartitionsFn(beam.DoFn):
 
 
 class ReadKafkaPartitions(beam.PTransform):
-    """``PCollection[PartitionSpec]`` -> ``PCollection[KafkaMessage]`` via the splittable DoFn."""
+    """``PCollection[PartitionSpec]`` -> ``PCollection[KafkaMessage]`` via the splittable DoFn
+    (``as_lists=True``: one list of ``KafkaMessage`` field tuples per poll)."""
 
-    def __init__(self, timestamp_fn=kafka_timestamp_s, poll_interval_s: float = 1.0):
+    def __init__(self, timestamp_fn=kafka_timestamp_s, poll_interval_s: float = 1.0, as_lists: bool = False):
         super().__init__()
         self.timestamp_fn = timestamp_fn
         self.poll_interval_s = poll_interval_s
+        self.as_lists = as_lists
 
     def expand(self, specs):
-        return specs | "ReadPartitionRanges" >> beam.ParDo(
+        lists = specs | "ReadPartitionRanges" >> beam.ParDo(
             ReadKafkaPartitionsFn(self.timestamp_fn, self.poll_interval_s)
+        )
+        return (
+            lists
+            if self.as_lists
+            else lists | "Records" >> beam.FlatMap(lambda ms: map(KafkaMessage._make, ms))
         )
 
 
 def read_java(pipeline: beam.Pipeline, bootstrap: str, topics: list[str], max_num_records: int | None = None):
     """Beam's cross-language ``ReadFromKafka`` (``--kafka-reader=java``): needs Java and an expansion service.
 
-    Emits :class:`KafkaMessage` with ``partition=-1, offset=-1`` (the Java transform does not expose them
-    without metadata). Not runnable on this machine (no expansion jar offline).
+    Emits one-record lists of :class:`KafkaMessage` field tuples (the python reader's shape), with
+    topic, partition and offset from ``with_metadata=True``. Not runnable on this machine (no
+    expansion jar offline).
     """
     from apache_beam.io.kafka import ReadFromKafka
 
@@ -218,5 +230,5 @@ def read_java(pipeline: beam.Pipeline, bootstrap: str, topics: list[str], max_nu
             max_num_records=max_num_records,
         )
         | "JavaRecordToMessage"
-        >> beam.Map(lambda r: KafkaMessage(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp))
+        >> beam.Map(lambda r: [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)])
     )

@@ -26,10 +26,10 @@ class _WriteRowsFn(beam.DoFn):
         self.partition_cols = list(partition_cols)
         self.sort_by = list(sort_by)
 
-    def process(self, rows: list[dict]):
-        if not rows:
+    def process(self, rows: list[dict] | pa.Table):
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=self.schema)
+        if not table.num_rows:
             return
-        table = pa.Table.from_pylist(rows, schema=self.schema)
         if self.partition_cols:
             paths = write_partitioned(
                 table, Path(self.out_dir), self.partition_cols, self.file_name, self.sort_by
@@ -81,49 +81,41 @@ STATE_SCHEMA = pa.schema(
     [
         pa.field("runner_id", pa.string(), nullable=False),
         pa.field("session_id", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),  # home Kafka partition index (-1: none)
         pa.field("state", pa.large_binary(), nullable=False),
     ]
 )
 
 
-def read_state_file(path: Path) -> list[tuple[str, str, bytes]]:
+def read_state_file(path: Path) -> list[tuple[str, str, int | None, bytes]]:
+    """Carry-over rows ``(runner, session, home partition, blob)``; the partition is ``None`` in files
+    written before it was a column (the caller then reads it from the blob)."""
     if not path.exists():
         return []
     with pa.memory_map(str(path)) as source:
         table = pa.ipc.open_file(source).read_all()
-    return list(zip(*(table[c].to_pylist() for c in STATE_SCHEMA.names), strict=True))
+    n = table.num_rows
+    parts = table["partition"].to_pylist() if "partition" in table.column_names else [None] * n
+    return list(
+        zip(
+            table["runner_id"].to_pylist(),
+            table["session_id"].to_pylist(),
+            parts,
+            table["state"].to_pylist(),
+            strict=True,
+        )
+    )
 
 
 class _WriteStateFn(beam.DoFn):
     def __init__(self, path: str):
         self.path = path
 
-    def process(self, rows: list[tuple[str, str, bytes]]):
+    def process(self, rows: list[tuple[str, str, int, bytes]]):
         rows = sorted(rows)
-        table = pa.table(
-            {
-                "runner_id": [r[0] for r in rows],
-                "session_id": [r[1] for r in rows],
-                "state": [r[2] for r in rows],
-            },
-            schema=STATE_SCHEMA,
-        )
+        columns = zip(*rows, strict=True) if rows else ([], [], [], [])
+        table = pa.table(dict(zip(STATE_SCHEMA.names, map(list, columns), strict=True)), schema=STATE_SCHEMA)
         yield str(write_ipc_atomic(table, Path(self.path)))
-
-
-class WriteStateFile(beam.PTransform):
-    """Carry-over state rows ``(runner, session, blob)`` -> one Arrow IPC file (always written)."""
-
-    def __init__(self, path: str | os.PathLike):
-        super().__init__()
-        self.path = str(path)
-
-    def expand(self, rows):
-        return (
-            rows
-            | "GatherState" >> beam.combiners.ToList()
-            | "WriteIPC" >> beam.ParDo(_WriteStateFn(self.path))
-        )
 
 
 class _WriteTablesFn(beam.DoFn):
@@ -134,11 +126,14 @@ class _WriteTablesFn(beam.DoFn):
 
     def process(self, element):
         name, chunks = element
-        rows = [r for chunk in chunks for r in chunk]
         kind, args = self.tables[name]
-        if kind == "parquet":
-            yield from _WriteRowsFn(*args).process(rows)
-        elif kind == "state":
+        if kind == "parquet":  # chunks are row lists or Arrow tables of the table's schema
+            schema = args[1]
+            parts = [c if isinstance(c, pa.Table) else pa.Table.from_pylist(c, schema=schema) for c in chunks]
+            yield from _WriteRowsFn(*args).process(pa.concat_tables(parts) if parts else schema.empty_table())
+            return
+        rows = [r for chunk in chunks for r in chunk]
+        if kind == "state":
             yield from _WriteStateFn(*args).process(rows)
         elif kind == "json":
             import json
@@ -149,7 +144,7 @@ class _WriteTablesFn(beam.DoFn):
 
 
 class WriteTables(beam.PTransform):
-    """Several tables in one step: ``{name: PCollection of row lists}`` -> files.
+    """Several tables in one step: ``{name: PCollection of row lists or Arrow tables}`` -> files.
 
     ``tables[name]`` is ``("parquet", (out_dir, schema, file_name, partition_cols, sort_by))``,
     ``("state", (path,))`` (Arrow IPC carry-over state) or ``("json", (path,))`` (sorted rows as JSON).

@@ -24,15 +24,20 @@ Policy (all times are device event time, microseconds)
 * **Closing**: a session closes when its end marker has been seen and every unit reached it (its last
   block arrived: ``max_end - clock_offset >= end - end_tolerance_s``, no hole in its last
   ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the session's most advanced
-  unit (a dead battery: such a unit never reaches the end), or when the partition watermark passed the
-  session's last data by ``session_gap_s``. Closing flushes every remaining stride; later blocks are late.
+  unit (a dead battery: such a unit never reaches the end), or when it went quiet: blocks that arrived
+  in its partition **after its own last block** (by offset) reach ``session_gap_s + allowed_lateness_s``
+  past its last data. Counting only later arrivals matters: runners sharing a partition upload at
+  different event times (a replayed backlog, a watch syncing late), and another runner's newer blocks
+  that arrived *before* this session's would otherwise close it while its blocks are still coming.
+  Closing flushes every remaining stride; later blocks are late.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import pickle
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -170,13 +175,25 @@ class SessionState:
     strides_emitted: int = 0
     closed: bool = False
     closed_at_us: int | None = None
+    partitions: set[int] = field(default_factory=set)  # Kafka partition indices its events came from
+    block_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset of its last block
+    ends_after: dict[int, int] = field(default_factory=dict)  # partition -> newest block end after it
+
+    @property
+    def home_partition(self) -> int:
+        """The partition index that owns this key when batches are sharded (-1: none seen yet)."""
+        return min(self.partitions) if self.partitions else -1
 
     def to_bytes(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
     def from_bytes(blob: bytes) -> SessionState:
-        return pickle.loads(blob)
+        state = pickle.loads(blob)
+        for f in fields(SessionState):  # state carried by an older version lacks newer fields
+            if f.name not in state.__dict__:
+                setattr(state, f.name, f.default_factory() if f.default_factory is not MISSING else f.default)
+        return state
 
     @property
     def session_start_us(self) -> int | None:
@@ -516,15 +533,57 @@ def _units_by(state: SessionState, sensor: str) -> list[Unit]:
     return [u for _, u in sorted(state.units.items()) if u.sensor == sensor]
 
 
+@dataclass
+class PartitionEnds:
+    """Sensor-block end times (us) of one partition in one batch, in offset order, as suffix maxima:
+    ``after(o)`` is the newest event time among the blocks that arrived after offset ``o``."""
+
+    offsets: np.ndarray  # int64, ascending
+    suffix_max_us: np.ndarray  # int64, suffix_max_us[i] = max(end_us[i:])
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[int, int]]) -> PartitionEnds:
+        arr = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+        return cls(arr[:, 0], np.maximum.accumulate(arr[::-1, 1])[::-1].copy())
+
+    def after(self, offset: int) -> int:
+        i = int(np.searchsorted(self.offsets, offset, side="right"))
+        return int(self.suffix_max_us[i]) if i < len(self.offsets) else -INF
+
+
+def _ends_after_last_block(state: SessionState, items: list[Item], ends: Mapping[int, PartitionEnds]) -> int:
+    """Newest block end (us) that arrived in the session's partitions after its own last block, over
+    this and earlier batches (carried in ``state.ends_after``)."""
+    for p in {it.partition for it in items} | set(state.block_offsets):
+        mine = [it.offset for it in items if it.kind == "sensor_block" and it.partition == p]
+        if mine:
+            state.block_offsets[p] = max(mine + [state.block_offsets.get(p, -1)])
+            state.ends_after[p] = -INF
+        if p in state.block_offsets and p in ends:
+            state.ends_after[p] = max(state.ends_after.get(p, -INF), ends[p].after(state.block_offsets[p]))
+    return max(state.ends_after.values(), default=-INF)
+
+
 def process_session(
     state: SessionState,
     items: list[Item],
     partition_watermark_us: int,
     params: StreamParams = StreamParams(),
     force_close: bool = False,
+    partition_ends: Mapping[int, PartitionEnds] | None = None,
 ) -> Output:
-    """Process one batch of a (runner, session): returns rows and late items; mutates ``state``."""
+    """Process one batch of a (runner, session): returns rows and late items; mutates ``state``.
+
+    ``partition_watermark_us``: event-time watermark of the session's partition(s) (max block end minus
+    the allowed lateness). ``partition_ends``: this batch's block ends per partition in offset order,
+    for the quiet rule (``None``: an offline pass, where the partition watermark decides alone).
+    """
     out = Output()
+    quiet_wm_us = (
+        partition_watermark_us
+        if partition_ends is None
+        else _ends_after_last_block(state, items, partition_ends) - int(params.allowed_lateness_s * 1e6)
+    )
     lateness = int(params.allowed_lateness_s * 1e6)
     items = sorted(items, key=lambda it: (it.partition, it.offset))
     pending: dict[str, list[SensorBlock]] = {}
@@ -589,7 +648,7 @@ def process_session(
             or u.max_end_us - u.clock_offset_us < lead - lateness
             for u in state.units.values()
         )
-    if state.units and partition_watermark_us >= state.last_data_us + int(params.session_gap_s * 1e6):
+    if state.units and quiet_wm_us >= state.last_data_us + int(params.session_gap_s * 1e6):
         closing = True
     if closing:
         for u in state.units.values():

@@ -21,19 +21,56 @@ import pickle
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from infra.publish import make_dead_letter
 from pipelines.io.kafka_source import KafkaMessage, PartitionSpec, ReadKafkaPartitions
-from pipelines.stream.sessionize import INF, Item, SessionState, StreamParams, process_session
+from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
+from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
 from schemas.validate import Rejection, check
 
 NS = "stream"
 STAGE = "stream"
 KIND_OF = {SensorBlock: "sensor_block", WatchRecord: "watch_record", SessionMarker: "session_marker"}
+
+
+_BLOCK_FIELDS = (
+    "runner_id",
+    "device_id",
+    "session_id",
+    "seq",
+    "sensor",
+    "side",
+    "start_time_us",
+    "sample_rate_hz",
+    "n_samples",
+    "battery_pct",
+    "firmware",
+    "schema_version",
+)
+
+
+def pack_block(block: SensorBlock) -> tuple:
+    """A validated block as ``(header values, channel names, units, all samples as <f4 bytes)``."""
+    names = tuple(block.channels)
+    data = b"".join(np.ascontiguousarray(block.channels[n], dtype="<f4").tobytes() for n in names)
+    d = block.__dict__
+    return tuple(d[f] for f in _BLOCK_FIELDS), names, tuple(block.units[n] for n in names), data
+
+
+def unpack_block(packed: tuple) -> SensorBlock:
+    """Inverse of :func:`pack_block`; channels are read-only row views of one float32 array."""
+    header, names, units, data = packed
+    fields = dict(zip(_BLOCK_FIELDS, header, strict=True))
+    samples = np.frombuffer(data, dtype="<f4").reshape(len(names), fields["n_samples"])
+    return SensorBlock(
+        channels=dict(zip(names, samples, strict=True)), units=dict(zip(names, units, strict=True)), **fields
+    )
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:
@@ -65,14 +102,16 @@ def dead_letter_row(letter: DeadLetter) -> dict:
 
 
 class DecodeValidateFn(beam.DoFn):
-    """bytes -> per bundle, one ``((runner, session), pickled list of entries)`` per key | block ends per
-    partition (``ends``) | profiles | upstream dead letters | dead letters (tagged, one-row lists).
+    """Kafka record lists -> per bundle, one ``((runner, session), pickled list of entries)`` per key |
+    per partition the ``(offset, block end us)`` pairs of its sensor blocks (``ends``) | profiles | upstream dead letters | dead letters (tagged, one-row lists).
 
     Items are batched per key within a bundle (a bundle is a Kafka offset range): one element per key
     instead of one per message keeps Beam's per-element cost (coder, GBK, ~20 us each) out of the hot
-    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us)``: ProcessSessions
-    decodes it again (cheaper than pickling decoded arrays). The list is pickled explicitly: Beam's
-    FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
+    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us, packed)``; for a
+    sensor block ``packed`` is :func:`pack_block` (its samples as one bytes object: pickling it is a
+    copy, unpacking is one ``np.frombuffer``, where decoding the Avro body again cost ~65 us a block),
+    for other kinds ``None`` (ProcessSessions decodes the few small ones again). The list is pickled
+    explicitly: Beam's FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
     """
 
     def __init__(self, now_us: int | None = None):
@@ -82,11 +121,15 @@ class DecodeValidateFn(beam.DoFn):
 
     def start_bundle(self):
         self._groups: dict[tuple[str, str], list[tuple]] = {}
-        self._ends: dict[int, int] = {}
+        self._ends: dict[int, list[tuple[int, int]]] = {}  # partition -> [(offset, block end us)]
         self._ts: dict[tuple[str, str], int] = {}
         self._n_messages = self._n_blocks = 0  # counted per bundle (a metrics update costs ~10 us)
 
-    def process(self, msg: KafkaMessage):
+    def process(self, msgs: list[tuple]):
+        for fields in msgs:
+            yield from self._one(KafkaMessage._make(fields))
+
+    def _one(self, msg: KafkaMessage):
         self._n_messages += 1
         try:
             event = decode(msg.value)
@@ -109,15 +152,13 @@ class DecodeValidateFn(beam.DoFn):
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
             return
         kind = KIND_OF[type(event)]
+        packed = None
         if kind == "sensor_block":
             self._n_blocks += 1
-            end = event.end_time_us
-            if end > self._ends.get(msg.partition, -INF):
-                self._ends[msg.partition] = end
+            self._ends.setdefault(msg.partition, []).append((msg.offset, event.end_time_us))
+            packed = pack_block(event)
         key = (event.runner_id, event.session_id)
-        # the raw bytes, not the decoded event: pickling ~7 small arrays per block cost more than
-        # decoding the (already validated) message again in ProcessSessions
-        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000)
+        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000, packed)
         self._groups.setdefault(key, []).append(entry)
         self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
 
@@ -135,8 +176,8 @@ class DecodeValidateFn(beam.DoFn):
             ts = Timestamp.of(self._ts[key] / 1000.0)
             blob = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
             yield WindowedValue((key, blob), ts, window)
-        for part, end in self._ends.items():
-            yield pvalue.TaggedOutput("ends", WindowedValue((part, end), MIN_TIMESTAMP, window))
+        for part, pairs in self._ends.items():
+            yield pvalue.TaggedOutput("ends", WindowedValue((part, pairs), MIN_TIMESTAMP, window))
         self._groups, self._ends, self._ts = {}, {}, {}
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
@@ -155,34 +196,43 @@ class DecodeValidateFn(beam.DoFn):
 
 
 class ProcessSessionsFn(beam.DoFn):
-    """CoGroupByKey result -> row lists of strides | watch | sessions | dead | state, via
-    ``process_session`` (one list per session and output: few, large elements)."""
+    """CoGroupByKey result -> Arrow tables of strides | watch | sessions, row lists of dead | state,
+    via ``process_session`` (one element per session and output: few, large elements)."""
 
     def __init__(self, params: StreamParams, now_us: int | None = None):
         self.params = params
         self.now_us = now_us
 
-    def process(self, element, partition_wm: dict[int, int]):
+    def process(self, element, partition_wm: dict[int, int], partition_ends: dict[int, PartitionEnds]):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
         items: list[Item] = [
-            Item(kind, part, off, decode(raw), raw if kind == "sensor_block" else None, topic, ts_us)
+            Item(
+                kind,
+                part,
+                off,
+                unpack_block(packed) if packed is not None else decode(raw),
+                raw if kind == "sensor_block" else None,
+                topic,
+                ts_us,
+            )
             for b in groups["items"]
-            for kind, part, off, raw, topic, ts_us in pickle.loads(b)
+            for kind, part, off, raw, topic, ts_us, packed in pickle.loads(b)
         ]
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
-        parts = {it.partition for it in items} | set(getattr(state, "partitions", set()))
-        state.partitions = parts  # type: ignore[attr-defined]
-        wm = max([partition_wm.get(p, -INF) for p in parts] + [-INF])
-        out = process_session(state, items, wm, self.params)
+        state.partitions = {it.partition for it in items} | getattr(state, "partitions", set())
+        wm = max([partition_wm.get(p, -INF) for p in state.partitions] + [-INF])
+        out = process_session(state, items, wm, self.params, partition_ends=partition_ends)
         for name, n in out.counts.items():
             beam.metrics.Metrics.counter(NS, name).inc(n)
+        # Arrow tables, not row dicts, cross the shuffle to the writers: Beam's coder pickled each
+        # dict's date and the like one value at a time (~8 pickle calls per stride row)
         if out.strides:
-            yield pvalue.TaggedOutput("strides", out.strides)
+            yield pvalue.TaggedOutput("strides", pa.Table.from_pylist(out.strides, schema=STRIDES))
         if out.watch:
-            yield pvalue.TaggedOutput("watch", out.watch)
+            yield pvalue.TaggedOutput("watch", pa.Table.from_pylist(out.watch, schema=WATCH_RECORDS))
         if out.sessions:
-            yield pvalue.TaggedOutput("sessions", out.sessions)
+            yield pvalue.TaggedOutput("sessions", pa.Table.from_pylist(out.sessions, schema=SESSIONS))
         dead = []
         for it in out.late:
             beam.metrics.Metrics.counter(NS, "dead_letters_late").inc()
@@ -204,35 +254,58 @@ class ProcessSessionsFn(beam.DoFn):
         retention = int(self.params.closed_retention_s * 1e6)
         expired = state.closed and state.closed_at_us is not None and wm > state.closed_at_us + retention
         if not expired:  # sessions closed long ago are forgotten
-            yield pvalue.TaggedOutput("state", [(runner_id, session_id, state.to_bytes())])
+            yield pvalue.TaggedOutput(
+                "state", [(runner_id, session_id, state.home_partition, state.to_bytes())]
+            )
 
 
-def _read_state_rows(path: str):
+def _read_state_rows(path: str, owned: frozenset[int] | None):
+    """Carry-over rows of one state file whose home partition this shard owns (``None``: all)."""
     from pathlib import Path
 
     from pipelines.io.parquet_sink import read_state_file
 
-    for r, s, blob in read_state_file(Path(path)):
-        yield (r, s), blob
+    for r, s, part, blob in read_state_file(Path(path)):
+        if part is None:  # state file from before the partition column
+            part = SessionState.from_bytes(blob).home_partition
+        if owned is None or part in owned or (part < 0 and 0 in owned):
+            yield (r, s), blob
 
 
 class PartitionWatermarks(beam.PTransform):
     """Per Kafka partition: max sensor-block end time so far (previous batches + this one).
 
-    Input: ``(partition, max block end)`` pairs (one per partition and bundle, from DecodeValidate).
+    Input: ``(partition, [(offset, block end us)])`` (one per partition and bundle, from DecodeValidate).
     """
 
-    def __init__(self, previous: dict[int, int], lateness_us: int):
+    def __init__(self, previous: dict[int, int]):
         super().__init__()
         self.previous = previous
-        self.lateness_us = lateness_us
 
     def expand(self, ends):
         prev = [(int(p), int(v)) for p, v in self.previous.items()]
         return (
-            (ends, ends.pipeline | "PreviousMaxima" >> beam.Create(prev))
+            (
+                ends | "BundleMax" >> beam.MapTuple(lambda part, pairs: (part, max(e for _, e in pairs))),
+                ends.pipeline | "PreviousMaxima" >> beam.Create(prev),
+            )
             | "MergeMaxima" >> beam.Flatten()
             | "MaxPerPartition" >> beam.CombinePerKey(max)
+        )
+
+
+class PartitionEndsIndex(beam.PTransform):
+    """``(partition, [(offset, block end us)])`` per bundle -> ``(partition, PartitionEnds)`` of the batch
+    (the quiet rule's "newest event time that arrived after offset o")."""
+
+    def expand(self, ends):
+        return (
+            ends
+            | "ByPartition" >> beam.GroupByKey()
+            | "SuffixMaxima"
+            >> beam.MapTuple(
+                lambda part, lists: (part, PartitionEnds.from_pairs(x for pairs in lists for x in pairs))
+            )
         )
 
 
@@ -273,14 +346,16 @@ class StrideFeatureBatch(beam.PTransform):
 
     Table outputs (strides, watch_records, sessions, dead_letters, runners, state) carry **lists of
     rows** (one list per session or bundle); ``partition_max`` carries ``(partition, max block end)``.
-    ``state_rows`` is either the carry-over rows themselves or the path of the previous batch's state
-    file (read inside the pipeline instead of being pickled into the pipeline graph).
+    ``state_files`` are the previous batch's carry-over files (read inside the pipeline); of them only
+    the keys whose home partition is in ``owned_partitions`` are processed (``None``: all keys), so
+    shards that split a batch by partition index never share a key.
     """
 
     def __init__(
         self,
         specs: list[PartitionSpec],
-        state_rows: list[tuple[str, str, bytes]],
+        state_files: list[str],
+        owned_partitions: frozenset[int] | None,
         previous_partition_max: dict[int, int],
         existing_runners: list[dict],
         params: StreamParams,
@@ -290,7 +365,8 @@ class StrideFeatureBatch(beam.PTransform):
         super().__init__()
         self.reader = reader
         self.specs = specs
-        self.state_rows = state_rows
+        self.state_files = list(state_files)
+        self.owned_partitions = owned_partitions
         self.previous_partition_max = previous_partition_max
         self.existing_runners = existing_runners
         self.params = params
@@ -309,29 +385,29 @@ class StrideFeatureBatch(beam.PTransform):
                 max_num_records=sum(s.stop - s.start for s in self.specs),
             )
         else:
-            msgs = p | "PartitionRanges" >> beam.Create(self.specs) | "ReadKafka" >> ReadKafkaPartitions()
+            msgs = (
+                p
+                | "PartitionRanges" >> beam.Create(self.specs)
+                | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
+            )
         decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
             "dead", "profiles", "upstream_dead", "ends", main="items"
         )
-        maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(
-            self.previous_partition_max, lateness
-        )
+        maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(self.previous_partition_max)
         wm = maxima | "MinusLateness" >> beam.MapTuple(lambda part, v: (part, v - lateness))
-        if isinstance(self.state_rows, str):
-            state = (
-                p
-                | "CarryOverStateFile" >> beam.Create([self.state_rows])
-                | "ReadCarryOver" >> beam.FlatMap(_read_state_rows)
-            )
-        else:
-            state = p | "CarryOverState" >> beam.Create([((r, s), blob) for r, s, blob in self.state_rows])
+        ends_index = decoded.ends | "PartitionEndsIndex" >> PartitionEndsIndex()
+        state = (
+            p
+            | "CarryOverStateFiles" >> beam.Create(self.state_files)
+            | "ReadCarryOver" >> beam.FlatMap(_read_state_rows, self.owned_partitions)
+        )
         processed = (
             {"items": decoded.items, "state": state}
             | "KeyByRunnerSession" >> beam.CoGroupByKey()
             | "ProcessSessions"
-            >> beam.ParDo(ProcessSessionsFn(self.params, self.now_us), pvalue.AsDict(wm)).with_outputs(
-                "strides", "watch", "sessions", "dead", "state"
-            )
+            >> beam.ParDo(
+                ProcessSessionsFn(self.params, self.now_us), pvalue.AsDict(wm), pvalue.AsDict(ends_index)
+            ).with_outputs("strides", "watch", "sessions", "dead", "state")
         )
         dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
         runners = (

@@ -8,6 +8,7 @@ import sys
 BENCHES = [
     "bench.gait_bench",
     "bench.stream_bench",
+    "bench.freshness_bench",
     "bench.daily_bench",
     "bench.simulate_bench",
     "bench.nightly_bench",

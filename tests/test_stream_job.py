@@ -222,3 +222,23 @@ def test_backlog_of_runners_sharing_a_partition_is_not_late(kafka: str, paths: P
     late = sum(r.counters.get("dead_letters_late", 0) for r in results)
     assert late == 0, late
     assert_same_strides(lake_strides(paths), offline(sessions))
+
+
+@pytest.mark.timeout(300)
+def test_open_session_strides_are_written_before_it_ends(kafka: str, paths: Paths) -> None:
+    """Freshness mechanism: strides of a session still in progress (no end marker, data up to 60 s of
+    120 s) reach the lake in the batch that read their samples, not when the session closes."""
+    truth, blocks, markers = make_session("r7", "r7-s1", T0, 120, seed=7)
+    produce(kafka, [markers[0], *(b for b in blocks if b.end_time_us <= T0 + 60_000_000)])
+    results = run(StreamOptions(kafka, paths), once=True)
+    assert len(results) == 1
+    strides = lake_strides(paths)
+    last_next_ic = max(_us(s["next_ic_time"]) for s in strides.values())
+    # all but the last few seconds: a stride waits for its next IC to be 1 s (guard) inside its segment
+    # and for pelvis/EMG data 5 s beyond it (the clock-offset margin of the joins)
+    assert T0 + 50_000_000 <= last_next_ic <= T0 + 60_000_000, (last_next_ic - T0) / 1e6
+    want = {
+        sid: w for sid, w in offline([(truth, [markers[0], *blocks, markers[1]])]).items() if sid in strides
+    }
+    assert len(want) == len(strides)  # every stride written so far is final: equal to the whole-session pass
+    assert_same_strides(strides, want)

@@ -31,9 +31,10 @@ def register(app: typer.Typer) -> None:
             "(needs Java and an expansion service).",
         ),
         workers: int = typer.Option(
-            1,
+            0,
             "--workers",
-            help="Beam workers: 1 = in-memory FnApiRunner (fastest here), >1 = multi-threaded.",
+            help="Processes per batch, each running the pipeline on its share of the partitions "
+            "(0 = one per core, at most 4; 1 = in this process).",
         ),
     ) -> None:
         """Kafka sensor blocks -> per-stride features in the lake (strides, watch_records, sessions,

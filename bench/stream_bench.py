@@ -9,6 +9,8 @@ per second, MB/s, the ratio to the bare consumer (target >= 0.5) and peak memory
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from infra import broker, topics
 from infra.kafka_io import end_offsets, make_consumer, read_partition
-from infra.settings import ENV_BOOTSTRAP, Paths
+from infra.settings import ENV_BOOTSTRAP, ENV_DATA_DIR, Paths
 
 # ~100 MB of input: more than one batch at the default 64 MiB cap, so the figure is a steady state
 # (per-batch fixed costs, ~1 s of planning and pipeline construction, amortised as in a real backlog)
@@ -44,18 +46,16 @@ def _tree_pss_bytes(pid: int) -> int:
 
 
 class PeakMemory:
-    """Samples the PSS of this process tree every 0.25 s in a thread (reading smaps_rollup more often stole
-    measurable CPU from the job); ``peak`` in bytes."""
+    """Samples the PSS of process ``pid`` and its descendants every ``period_s`` in a thread; ``peak``
+    in bytes."""
 
-    def __init__(self, exclude: set[int]):
-        self.exclude, self.peak, self._stop = exclude, 0, threading.Event()
+    def __init__(self, pid: int, period_s: float = 0.1):
+        self.pid, self.period_s, self.peak, self._stop = pid, period_s, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        me = os.getpid()
-        while not self._stop.wait(0.25):
-            pss = _tree_pss_bytes(me) - sum(_tree_pss_bytes(p) for p in self.exclude)
-            self.peak = max(self.peak, pss)
+        while not self._stop.wait(self.period_s):
+            self.peak = max(self.peak, _tree_pss_bytes(self.pid))
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -64,6 +64,84 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _job_peak_memory(bootstrap: str, data_dir: Path, workers: int) -> int:
+    """Peak PSS of ``gluteflow stream`` run as its own process (and its shards) over the same topics.
+
+    Measured in a separate run so that neither the sampler's CPU nor this process's own heap (the
+    generated sessions, the bare read) touches the timed run or the figure."""
+    env = {**os.environ, ENV_BOOTSTRAP: bootstrap, ENV_DATA_DIR: str(data_dir)}
+    cmd = [str(Path(sys.executable).with_name("gluteflow")), "stream", "--until-idle", "0"]
+    job = subprocess.Popen(
+        [*cmd, "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    with PeakMemory(job.pid) as mem:
+        _, err = job.communicate(timeout=1800)
+    if job.returncode != 0:
+        raise RuntimeError(f"gluteflow stream failed: {err.decode()[-2000:]}")
+    return mem.peak
+
+
+def _cost_breakdown(raws: list[bytes], per_msg_bare_us: float) -> None:
+    """One core, no Beam, no Kafka: microseconds per input message of each step the job takes, as a
+    multiple of the bare consumer's cost per message (the structural floor of the ratio)."""
+    import pickle
+
+    from pipelines.stream.sessionize import Item, SessionState, StreamParams, process_session
+    from pipelines.stream.transforms import pack_block, unpack_block
+    from schemas.codec import decode, encode_record
+    from schemas.validate import check
+
+    def timed(fn) -> tuple[float, object]:
+        t = time.perf_counter()
+        out = fn()
+        return (time.perf_counter() - t) / len(raws) * 1e6, out
+
+    dec_us, events = timed(lambda: [decode(r) for r in raws])
+    chk_us, _ = timed(lambda: [check(e) for e in events])
+    pairs = [(r, e) for r, e in zip(raws, events, strict=True) if e.KIND == "sensor_block"]
+
+    def shuffle() -> list:
+        blob = pickle.dumps([(r, pack_block(b)) for r, b in pairs], protocol=pickle.HIGHEST_PROTOCOL)
+        return [unpack_block(x) for _, x in pickle.loads(blob)]
+
+    pack_us, _ = timed(shuffle)
+    kinds = {"sensor_block": "sensor_block", "session_marker": "session_marker"}
+    by_key: dict[tuple[str, str], list[Item]] = {}
+    for i, e in enumerate(events):
+        by_key.setdefault((e.runner_id, e.session_id), []).append(Item(kinds.get(e.KIND, e.KIND), 0, i, e))
+    rows: list[dict] = []
+
+    def science() -> None:
+        for (runner, session), items in by_key.items():
+            rows.extend(
+                process_session(
+                    SessionState(runner, session), items, 0, StreamParams(), force_close=True
+                ).strides
+            )
+
+    sci_us, _ = timed(science)
+    records = [{**r, "date": r["ic_time"] // 86_400_000_000} for r in rows]  # as the publish step sends them
+    t = time.perf_counter()
+    for rec in records:
+        encode_record("stride", rec)
+    enc_us = (time.perf_counter() - t) / len(raws) * 1e6
+    print(f"per input message, one core (us, and x the bare consumer's {per_msg_bare_us:.0f} us/message):")
+    for name, us in (
+        ("Avro decode", dec_us),
+        ("validate", chk_us),
+        ("pack + pickle + unpack for the shuffle", pack_us),
+        ("science (order, dedup, strides, features)", sci_us),
+        ("encode strides for the topic", enc_us),
+    ):
+        print(f"  {name:44s} {us:7.1f} us  {us / per_msg_bare_us:5.2f}x")
+    total = dec_us + chk_us + pack_us + sci_us + enc_us
+    print(
+        f"  {'sum (before Beam, Kafka reads and sends)':44s} {total:7.1f} us  {total / per_msg_bare_us:5.2f}x"
+        f" -> ratio ceiling with these steps on {os.cpu_count()} cores:"
+        f" {per_msg_bare_us * (os.cpu_count() or 1) / (per_msg_bare_us + total):.2f}"
+    )
 
 
 def _bare_read(bootstrap: str, names: list[str]) -> tuple[int, int]:
@@ -86,8 +164,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     own = not os.environ.get(ENV_BOOTSTRAP)
-    info = broker.start(Paths(tmp / "broker")) if own else None
-    bootstrap = info.bootstrap if info else os.environ[ENV_BOOTSTRAP]
+    bootstrap = broker.start(Paths(tmp / "broker")).bootstrap if own else os.environ[ENV_BOOTSTRAP]
     os.environ[topics.ENV_TOPIC_PREFIX] = f"bench{uuid.uuid4().hex[:6]}."
     try:
         topics.apply(bootstrap)
@@ -96,11 +173,15 @@ def main() -> None:
 
         producer = make_producer(bootstrap)
         t0 = 1_767_225_600_000_000
+        sample: list[bytes] = []  # the first runner's messages, for the cost breakdown
         for r in range(N_RUNNERS):
             _, blocks, markers = make_session(f"r{r:03d}", f"r{r:03d}-s1", t0, DURATION_S, seed=r)
             for e in [markers[0], *blocks, markers[1]]:
                 name = topics.topic("sensor_blocks" if e.KIND == "sensor_block" else "sessions")
-                producer.send(name, key=e.key, value=encode(e))
+                value = encode(e)
+                producer.send(name, key=e.key, value=value)
+                if r == 0:
+                    sample.append(value)
         producer.flush()
         producer.close()
         names = [topics.topic(k) for k in INPUT_TOPIC_KEYS]
@@ -113,9 +194,9 @@ def main() -> None:
         t = time.perf_counter()
         opts = StreamOptions(bootstrap, paths, workers=int(os.environ.get("STREAM_BENCH_WORKERS", "0")))
         workers = opts.n_workers
-        with PeakMemory(exclude={info.pid} if info else set()) as mem:  # the broker is not the job
-            results = run(opts, until_idle_s=0.0, log=lambda _: None)
+        results = run(opts, until_idle_s=0.0, log=lambda _: None)
         job_s = time.perf_counter() - t
+        peak = _job_peak_memory(bootstrap, tmp / "data-memory", workers)
         pipeline_s = sum(r.seconds for r in results)
         strides = sum(r.counters.get("strides_out", 0) for r in results)
         msgs = sum(r.messages for r in results)
@@ -133,9 +214,11 @@ def main() -> None:
             f" (lake moves, strides topic) {job_s - pipeline_s:.2f} s"
         )
         print(f"ratio stream/bare: {bare_s / job_s:.2f} (target >= 0.5)")
+        _cost_breakdown(sample, bare_s / n_bare * 1e6)
         print(
-            f"peak memory of the job (PSS of the driver and its {workers} shard processes, sampled every 0.25 s):"
-            f" {mem.peak / 1024**3:.2f} GB (target < 1.5 GB)"
+            f"peak memory of gluteflow stream (its own process + {workers} shards, PSS sampled every 0.1 s in a"
+            f" second, untimed run): {peak / 1024**3:.2f} GB at the default {opts.max_batch_bytes // 2**20} MiB"
+            " batch cap (target < 1.5 GB)"
         )
     finally:
         if own:

@@ -366,13 +366,21 @@ def write_synthetic_lake(paths: Paths, spec: LakeSpec = LakeSpec(), progress: bo
     }
 
 
+def _schemas_fingerprint() -> str:
+    """Hash of the table schemas the lake is written with: a cached lake from before a column was added
+    (strides gained hamstring_share/calf_share) is rewritten, not queried for a missing column."""
+    import hashlib
+
+    return hashlib.sha1("|".join(str(s) for s in (RUNNERS, DAILY, STRIDES)).encode()).hexdigest()[:16]
+
+
 def ensure_lake(root: Path, spec: LakeSpec = LakeSpec(), progress: bool = True) -> tuple[Paths, dict]:
     """The cached lake under ``root`` for ``spec`` (written once; a marker file records the spec)."""
     paths = Paths(root).ensure()
     marker = root / "synthetic_lake.json"
     if marker.exists():
         meta = json.loads(marker.read_text())
-        if meta.get("spec") == asdict(spec):
+        if meta.get("spec") == asdict(spec) and meta.get("schemas") == _schemas_fingerprint():
             return paths, meta
     for sub in ("runners", "daily", "strides", "injury_risk"):
         d = paths.table(sub)
@@ -380,7 +388,7 @@ def ensure_lake(root: Path, spec: LakeSpec = LakeSpec(), progress: bool = True) 
             import shutil
 
             shutil.rmtree(d)
-    meta = write_synthetic_lake(paths, spec, progress=progress)
+    meta = {**write_synthetic_lake(paths, spec, progress=progress), "schemas": _schemas_fingerprint()}
     marker.write_text(json.dumps(meta, indent=2))
     return paths, meta
 

@@ -64,13 +64,16 @@ def register(app: typer.Typer) -> None:
             TextColumn("messages"),
             TimeElapsedColumn(),
             console=console,
+            # no refresh thread: batches fork shard processes, and a thread that holds the console's
+            # lock while the driver forks would leave that lock held forever in the child
+            auto_refresh=False,
         )
         task = progress.add_task("stream", total=None)
         done = {"n": 0}
 
         def on_batch(res, backlog: int) -> None:
             done["n"] += res.messages
-            progress.update(task, completed=done["n"], total=done["n"] - res.messages + backlog)
+            progress.update(task, completed=done["n"], total=done["n"] - res.messages + backlog, refresh=True)
             c = res.counters
             dead = {k.removeprefix("dead_letters_"): v for k, v in c.items() if k.startswith("dead_letters_")}
             table = Table(title=f"batch {res.batch}", show_header=True, title_justify="left")

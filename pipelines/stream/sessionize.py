@@ -102,6 +102,17 @@ def _add_range(ranges: list[list[int]], x: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- state
+def _block_times_us(blocks: list[SensorBlock]) -> np.ndarray:
+    """Sample times of consecutive blocks, int64 us: ``SensorBlock.times_us`` of each, concatenated,
+    computed as one outer sum for blocks of the same length and rate."""
+    if len({(b.n_samples, b.sample_rate_hz) for b in blocks}) != 1:
+        return np.concatenate([b.times_us() for b in blocks])
+    b0 = blocks[0]
+    offsets = np.round(np.arange(b0.n_samples) * (1e6 / b0.sample_rate_hz)).astype(np.int64)
+    starts = np.fromiter((b.start_time_us for b in blocks), np.int64, len(blocks))
+    return (starts[:, None] + offsets[None, :]).ravel()
+
+
 @dataclass
 class Unit:
     """Buffered samples of one sensor unit (bounded tail) and its event-time bookkeeping."""
@@ -126,11 +137,12 @@ class Unit:
 
     def append(self, blocks: list[SensorBlock]) -> None:
         order = EMG_ORDER if self.sensor == "emg" else IMU_ORDER
-        ts = [self.times_us] + [b.times_us() for b in blocks]
-        ds = [self.data if self.data.size else np.empty((0, len(order)), np.float32)]
-        ds += [np.column_stack([np.asarray(b.channels[c], np.float32) for c in order]) for b in blocks]
-        t = np.concatenate(ts)
-        d = np.concatenate(ds)
+        # one concatenation per channel over all blocks (not a column_stack per block: ~17 us each)
+        new_d = np.column_stack(
+            [np.concatenate([np.asarray(b.channels[c], np.float32) for b in blocks]) for c in order]
+        )
+        t = np.concatenate([self.times_us, _block_times_us(blocks)])
+        d = np.concatenate([self.data if self.data.size else np.empty((0, len(order)), np.float32), new_d])
         idx = np.argsort(t, kind="stable")
         t, d = t[idx], d[idx]
         keep = np.ones(len(t), bool)
@@ -469,42 +481,40 @@ def assemble(
     ]
     inv_l = [bool(h < g) if g is not None and h is not None else None for g, h in zip(g_l, h_l, strict=True)]
     days: dict[int, dt.date] = {}
-    rows = []
-    for k in range(n):
-        f = feats[k]
-        ic = ic_l[k]
+    for ic in ic_l:
         day = ic // 86_400_000_000
-        date = days.get(day)
-        if date is None:
-            date = days[day] = _date(ic)
-        rows.append(
-            {
-                "runner_id": state.runner_id,
-                "session_id": state.session_id,
-                "foot": foot,
-                "stride_id": f"{state.session_id}:{foot}:{ic}",
-                "ic_time": ic,
-                "tc_time": tc_l[k],
-                "next_ic_time": nx_l[k],
-                "session_elapsed_s": (ic - start) / 1e6 if start is not None else None,
-                **{c: v[k] for c, v in feat_cols.items() if c in _FEAT_BEFORE_FLIGHT},
-                "flight_time_ms": flight_l[k],
-                **{c: v[k] for c, v in feat_cols.items() if c not in _FEAT_BEFORE_FLIGHT},
-                "vertical_oscillation_mm": vo_l[k],
-                "pelvic_drop_deg": drop_l[k],
-                **{c: v[k] for c, v in emg_l.items()},
-                "glute_share": share_l[k],
-                "hamstring_share": ham_share_l[k],
-                "calf_share": calf_share_l[k],
-                "glute_onset_ms": g_l[k],
-                "hamstring_onset_ms": h_l[k],
-                "recruitment_inverted": inv_l[k],
-                "sensors": sensors_l[k],
-                "quality_ok": bool(f["quality_ok"]),
-                "quality_reason": f["quality_reason"] or None,
-                "date": date,
-            }
-        )
+        if day not in days:
+            days[day] = _date(ic)
+    # column lists in the STRIDES order, then one dict per stride with zip (per-row dict building was
+    # a tenth of the science's time)
+    columns: dict[str, list] = {
+        "runner_id": [state.runner_id] * n,
+        "session_id": [state.session_id] * n,
+        "foot": [foot] * n,
+        "stride_id": [f"{state.session_id}:{foot}:{ic}" for ic in ic_l],
+        "ic_time": ic_l,
+        "tc_time": tc_l,
+        "next_ic_time": nx_l,
+        "session_elapsed_s": [(ic - start) / 1e6 for ic in ic_l] if start is not None else [None] * n,
+        **{c: v for c, v in feat_cols.items() if c in _FEAT_BEFORE_FLIGHT},
+        "flight_time_ms": flight_l,
+        **{c: v for c, v in feat_cols.items() if c not in _FEAT_BEFORE_FLIGHT},
+        "vertical_oscillation_mm": vo_l,
+        "pelvic_drop_deg": drop_l,
+        **emg_l,
+        "glute_share": share_l,
+        "hamstring_share": ham_share_l,
+        "calf_share": calf_share_l,
+        "glute_onset_ms": g_l,
+        "hamstring_onset_ms": h_l,
+        "recruitment_inverted": inv_l,
+        "sensors": sensors_l,
+        "quality_ok": [bool(f["quality_ok"]) for f in feats],
+        "quality_reason": [f["quality_reason"] or None for f in feats],
+        "date": [days[ic // 86_400_000_000] for ic in ic_l],
+    }
+    names = list(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
     state.strides_emitted += n
     return rows
 

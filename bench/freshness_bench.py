@@ -72,7 +72,11 @@ class LakePoller:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="freshness-bench-"))
     own = not os.environ.get(ENV_BOOTSTRAP)
-    bootstrap = broker.start(Paths(tmp / "broker")).bootstrap if own else os.environ[ENV_BOOTSTRAP]
+    bootstrap = (
+        broker.start(Paths(tmp / "broker"), die_with_parent=True).bootstrap
+        if own
+        else os.environ[ENV_BOOTSTRAP]
+    )
     prefix = f"fresh{uuid.uuid4().hex[:6]}."
     os.environ[topics.ENV_TOPIC_PREFIX] = prefix
     try:

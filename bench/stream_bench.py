@@ -164,7 +164,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     own = not os.environ.get(ENV_BOOTSTRAP)
-    bootstrap = broker.start(Paths(tmp / "broker")).bootstrap if own else os.environ[ENV_BOOTSTRAP]
+    bootstrap = (
+        broker.start(Paths(tmp / "broker"), die_with_parent=True).bootstrap
+        if own
+        else os.environ[ENV_BOOTSTRAP]
+    )
     os.environ[topics.ENV_TOPIC_PREFIX] = f"bench{uuid.uuid4().hex[:6]}."
     try:
         topics.apply(bootstrap)

@@ -9,6 +9,7 @@ that cluster is used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
+from infra import procs
 from infra.settings import ENV_BOOTSTRAP, Paths
 
 
@@ -133,8 +135,12 @@ def status(paths: Paths) -> tuple[BrokerInfo | None, bool]:
     return info, answers_metadata(info.bootstrap)
 
 
-def start(paths: Paths, timeout_s: float = 30.0) -> BrokerInfo:
-    """Start Tansu (or reuse a running one / the external cluster) and return its address."""
+def start(paths: Paths, timeout_s: float = 30.0, die_with_parent: bool = False) -> BrokerInfo:
+    """Start Tansu (or reuse a running one / the external cluster) and return its address.
+
+    ``die_with_parent``: Tansu is killed when this process dies, even by SIGKILL (for a broker that
+    serves one run or one test session; ``gluteflow broker start`` leaves it running on purpose).
+    """
     ext = os.environ.get(ENV_BOOTSTRAP)
     if ext:
         return BrokerInfo(bootstrap=ext, pid=None)
@@ -155,9 +161,15 @@ def start(paths: Paths, timeout_s: float = 30.0) -> BrokerInfo:
         "--advertised-listener-url",
         f"tcp://{bootstrap}",
     ]
+    preexec = functools.partial(procs.die_with_parent, os.getpid()) if die_with_parent else None
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=preexec,
         )
     info = BrokerInfo(bootstrap=bootstrap, pid=proc.pid, started_at=time.time(), log_file=str(log_file))
     try:
@@ -234,7 +246,7 @@ def running_broker(paths: Paths) -> Iterator[BrokerInfo]:
     if ext or (info is not None and ok):
         yield info if info is not None else BrokerInfo(bootstrap=ext, pid=None)
         return
-    info = start(paths)
+    info = start(paths, die_with_parent=True)
     try:
         yield replace(info, started_here=True)
     finally:

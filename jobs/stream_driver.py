@@ -55,6 +55,7 @@ from kafka import TopicPartition
 
 from infra import topics
 from infra.kafka_io import make_consumer, make_producer
+from infra.procs import die_with_parent
 from infra.settings import Paths
 from pipelines.io.kafka_source import PartitionSpec
 from pipelines.io.parquet_sink import WriteTables, read_state_file
@@ -248,18 +249,8 @@ def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] =
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _child_main(job: Callable[[], None], parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     job()
 
 

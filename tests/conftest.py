@@ -30,7 +30,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
         yield os.environ[ENV_BOOTSTRAP]
         return
     paths = Paths(tmp_path_factory.mktemp("broker"))
-    info = broker.start(paths)
+    info = broker.start(paths, die_with_parent=True)
     try:
         yield info.bootstrap
     finally:

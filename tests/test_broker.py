@@ -127,3 +127,40 @@ def test_stale_state_file_is_not_trusted(own_data_dir):
     finally:
         cli("broker", "stop")
     assert pid_gone(pid)
+
+
+def test_broker_started_for_one_run_dies_with_a_killed_parent(own_data_dir, tmp_path):
+    """A broker started with die_with_parent (gluteflow run, the test session, benches) does not outlive
+    its parent even when the parent is SIGKILLed: Tansu keeps every message in memory."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys; from pathlib import Path; from infra import broker; from infra.settings import Paths;"
+        "info = broker.start(Paths(Path(sys.argv[1])), die_with_parent=True); print(info.pid, flush=True);"
+        "sys.stdin.read()"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "run")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert broker._pid_alive(pid)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while broker._pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        alive = broker._pid_alive(pid)
+        if alive:
+            os.kill(pid, signal.SIGKILL)
+        assert not alive, "Tansu outlived the process that started it"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

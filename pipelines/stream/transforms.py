@@ -1,14 +1,16 @@
 """Beam transforms of the stride-feature stream job: one PTransform per concept, every step labelled.
 
-    PartitionSpecs ─ ReadKafka (SDF) ─ DecodeValidate ─┬─ ok events ── KeyByRunnerSession ─┐
-                                                       ├─ profiles ─ LatestProfile ─ runners│
-                                                       ├─ upstream dead letters             │
-                                                       └─ dead letters (decode/validate)    │
-    carry-over state (previous batch) ────────────────────────────────────── CoGroupByKey ──┴─
-         ─ ProcessSessions (order, dedup, late, gaps, strides, features) ─┬─ strides
-                                                                          ├─ watch records, session markers
-                                                                          ├─ late -> dead letters
-                                                                          └─ new carry-over state
+    PartitionSpecs ─ ReadKafka (SDF: one list of records per poll) ─ DecodeValidate
+        ├─ ok events, per (runner, session) ─────────────────────────────────┐
+        ├─ block ends ─ PartitionWatermarks, PartitionEndsIndex (side inputs) │
+        ├─ profiles ─ LatestProfiles ─ runners                                │
+        ├─ upstream dead letters                                              │
+        └─ dead letters (decode/validate)                                     │
+    carry-over state (previous batch, keys of this shard's partitions) ─ CoGroupByKey
+        ─ ProcessSessions (order, dedup, late, gaps, quiet rule, strides, features)
+            ├─ strides, watch records, session markers (Arrow tables)
+            ├─ late -> dead letters
+            └─ new carry-over state
 
 DoFns are thin: the event-time logic is :mod:`pipelines.stream.sessionize` and the science is numpy.
 Errors are tagged outputs (``dead``), never exceptions that fail the batch.
@@ -103,7 +105,8 @@ def dead_letter_row(letter: DeadLetter) -> dict:
 
 class DecodeValidateFn(beam.DoFn):
     """Kafka record lists -> per bundle, one ``((runner, session), pickled list of entries)`` per key |
-    per partition the ``(offset, block end us)`` pairs of its sensor blocks (``ends``) | profiles | upstream dead letters | dead letters (tagged, one-row lists).
+    per partition the ``(offset, block end us)`` pairs of its sensor blocks (``ends``) | profiles |
+    upstream dead letters | dead letters (tagged, one-row lists).
 
     Items are batched per key within a bundle (a bundle is a Kafka offset range): one element per key
     instead of one per message keeps Beam's per-element cost (coder, GBK, ~20 us each) out of the hot

@@ -58,7 +58,7 @@ from infra.kafka_io import make_consumer, make_producer
 from infra.procs import die_with_parent
 from infra.settings import Paths
 from pipelines.io.kafka_source import PartitionSpec
-from pipelines.io.parquet_sink import WriteTables, read_state_file
+from pipelines.io.parquet_sink import WriteTables, read_state_keys
 from pipelines.lake import read_table
 from pipelines.stream.sessionize import StreamParams
 from pipelines.stream.transforms import StrideFeatureBatch
@@ -174,6 +174,18 @@ def _shard_of_file(rel: str) -> int:
     return int(parts[2]) if len(parts) == 3 and parts[0] == "part" else 0
 
 
+_DEAD_LETTER_KEYS = (
+    "runner_id",
+    "device_id",
+    "session_id",
+    "seq",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "source_file",
+)
+
+
 def _publish_files(bootstrap: str, files: list[Path]) -> None:
     """Send the strides and this job's dead letters of ``files`` (lake paths) to their topics."""
     producer = make_producer(bootstrap, client_id="gluteflow-stream")
@@ -208,18 +220,6 @@ def _publish_files(bootstrap: str, files: list[Path]) -> None:
         producer.flush()
     finally:
         producer.close()
-
-
-_DEAD_LETTER_KEYS = (
-    "runner_id",
-    "device_id",
-    "session_id",
-    "seq",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "source_file",
-)
 
 
 def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> None:
@@ -346,11 +346,12 @@ class BatchPlan:
 
 @dataclass
 class Shard:
-    """One process's part of a batch: its ranges and the partition indices whose keys it owns."""
+    """One process's part of a batch: its ranges and the partition indices whose keys it owns
+    (``None``: the only shard, it owns every key)."""
 
     index: int
     specs: list[PartitionSpec]
-    owned: frozenset[int]
+    owned: frozenset[int] | None
 
 
 def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
@@ -392,7 +393,7 @@ def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
     co = [topics.topic(k) for k in CO_PARTITIONED_KEYS]
     n_parts = {plan.partition_counts.get(t) for t in co}
     if n_workers <= 1 or len(n_parts) != 1 or None in n_parts:
-        return [Shard(0, list(plan.specs), frozenset(range(max(n_parts - {None}, default=1))) | {-1})]
+        return [Shard(0, list(plan.specs), None)]
     n_partitions = n_parts.pop()
     weight = dict.fromkeys(range(n_partitions), 0)
     for spec in plan.specs:
@@ -473,7 +474,7 @@ def _check_keys_disjoint(staging: Path, n_shards: int) -> None:
         return
     owner: dict[tuple[str, str], int] = {}
     for k in range(n_shards):
-        for runner, session, _, _ in read_state_file(staging / f"carry-{k}.arrow"):
+        for runner, session in read_state_keys(staging / f"carry-{k}.arrow"):
             other = owner.setdefault((runner, session), k)
             if other != k:
                 raise RuntimeError(

@@ -57,6 +57,11 @@ def _copy_value(value: Any) -> Any:
     return dataclasses.asdict(_Box(value)).get("value")
 
 
+def sample_offsets_us(n_samples: int, sample_rate_hz: float) -> np.ndarray:
+    """Offsets of a block's samples from its start, int64 us: ``round(i * 1e6 / rate)``."""
+    return np.round(np.arange(n_samples) * (1e6 / sample_rate_hz)).astype(np.int64)
+
+
 @dataclass
 class _Box:
     value: Any
@@ -152,9 +157,7 @@ class SensorBlock:
 
     def times_us(self) -> np.ndarray:
         """Sample times, int64 microseconds UTC."""
-        return self.start_time_us + np.round(np.arange(self.n_samples) * (1e6 / self.sample_rate_hz)).astype(
-            np.int64
-        )
+        return self.start_time_us + sample_offsets_us(self.n_samples, self.sample_rate_hz)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SensorBlock):

@@ -107,6 +107,15 @@ def read_state_file(path: Path) -> list[tuple[str, str, int | None, bytes]]:
     )
 
 
+def read_state_keys(path: Path) -> list[tuple[str, str]]:
+    """``(runner, session)`` of a carry-over file, without reading the state blobs (memory-mapped)."""
+    if not path.exists():
+        return []
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+        return list(zip(table["runner_id"].to_pylist(), table["session_id"].to_pylist(), strict=True))
+
+
 class _WriteStateFn(beam.DoFn):
     def __init__(self, path: str):
         self.path = path

@@ -52,7 +52,14 @@ from pipelines.science.emg import (
 from pipelines.science.gait import detect_gait_events
 from pipelines.science.pelvis import stride_pelvis_features
 from pipelines.science.stride_features import FEATURE_COLUMNS, compute_stride_features, flight_time_ms
-from schemas.events import EMG_CHANNELS, IMU_CHANNELS, SensorBlock, SessionMarker, WatchRecord
+from schemas.events import (
+    EMG_CHANNELS,
+    IMU_CHANNELS,
+    SensorBlock,
+    SessionMarker,
+    WatchRecord,
+    sample_offsets_us,
+)
 
 INF = np.iinfo(np.int64).max // 4
 IMU_ORDER = tuple(IMU_CHANNELS)  # acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z
@@ -107,8 +114,7 @@ def _block_times_us(blocks: list[SensorBlock]) -> np.ndarray:
     computed as one outer sum for blocks of the same length and rate."""
     if len({(b.n_samples, b.sample_rate_hz) for b in blocks}) != 1:
         return np.concatenate([b.times_us() for b in blocks])
-    b0 = blocks[0]
-    offsets = np.round(np.arange(b0.n_samples) * (1e6 / b0.sample_rate_hz)).astype(np.int64)
+    offsets = sample_offsets_us(blocks[0].n_samples, blocks[0].sample_rate_hz)
     starts = np.fromiter((b.start_time_us for b in blocks), np.int64, len(blocks))
     return (starts[:, None] + offsets[None, :]).ravel()
 

@@ -223,7 +223,7 @@ class ProcessSessionsFn(beam.DoFn):
             for kind, part, off, raw, topic, ts_us, packed in pickle.loads(b)
         ]
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
-        state.partitions = {it.partition for it in items} | getattr(state, "partitions", set())
+        state.partitions |= {it.partition for it in items}
         wm = max([partition_wm.get(p, -INF) for p in state.partitions] + [-INF])
         out = process_session(state, items, wm, self.params, partition_ends=partition_ends)
         for name, n in out.counts.items():

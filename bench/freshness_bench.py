@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +21,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from infra import broker, topics
+from bench.periodic import Periodic
+from infra import topics
+from infra.broker import running_broker
 from infra.kafka_io import make_producer
 from infra.settings import ENV_BOOTSTRAP, ENV_DATA_DIR, Paths
 from pipelines.stream.synthetic import make_session
@@ -34,15 +35,14 @@ TARGET_S = 120.0
 
 
 class LakePoller:
-    """Every ``period_s``: the stride ids DuckDB can read from the lake, with the time first seen."""
+    """``poll()``: the stride ids DuckDB can read from the lake, with the time first seen (run it every
+    ``period_s`` with :class:`bench.periodic.Periodic`)."""
 
     def __init__(self, strides_dir: Path, period_s: float = 1.0):
         self.glob = str(strides_dir / "**" / "*.parquet")
         self.strides_dir = strides_dir
         self.period_s = period_s
         self.first_seen: dict[str, tuple[float, str, str, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def poll(self) -> None:
         if not any(self.strides_dir.rglob("*.parquet")):
@@ -55,31 +55,13 @@ class LakePoller:
         for sid, runner, foot, next_ic in rows:
             self.first_seen.setdefault(sid, (now, runner, foot, next_ic))
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.poll()
-
-    def __enter__(self) -> LakePoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.poll()
-
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="freshness-bench-"))
-    own = not os.environ.get(ENV_BOOTSTRAP)
-    bootstrap = (
-        broker.start(Paths(tmp / "broker"), die_with_parent=True).bootstrap
-        if own
-        else os.environ[ENV_BOOTSTRAP]
-    )
     prefix = f"fresh{uuid.uuid4().hex[:6]}."
     os.environ[topics.ENV_TOPIC_PREFIX] = prefix
-    try:
+    with running_broker(Paths(tmp / "broker")) as info:  # KAFKA_BOOTSTRAP_SERVERS, or Tansu started here
+        bootstrap = info.bootstrap
         topics.apply(bootstrap)
         t0 = (time.time_ns() // 1000 // 1_000_000 + 2) * 1_000_000  # next whole second, us
         sessions = [
@@ -106,7 +88,8 @@ def main() -> None:
             key=lambda x: x[:3],
         )
         sent: dict[tuple[str, str], list[tuple[int, int, float]]] = {}  # (runner, foot) -> blocks
-        with LakePoller(Paths(data).table("strides")) as poller:
+        poller = LakePoller(Paths(data).table("strides"))
+        with Periodic(poller.poll, poller.period_s):
             k = 0
             while k < len(pending):
                 now_us = time.time_ns() // 1000
@@ -149,9 +132,6 @@ def main() -> None:
                 f" p95 {np.percentile(lat, 95):.1f} s, max {lat.max():.1f} s;"
                 f" within {TARGET_S:.0f} s: {np.mean(lat <= TARGET_S):.1%} (target: about two minutes)"
             )
-    finally:
-        if own:
-            broker.stop(Paths(tmp / "broker"))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from infra import broker, topics
+from bench.periodic import Periodic
+from infra import topics
+from infra.broker import running_broker
 from infra.kafka_io import end_offsets, make_consumer, read_partition
 from infra.settings import ENV_BOOTSTRAP, ENV_DATA_DIR, Paths
 
@@ -45,27 +46,6 @@ def _tree_pss_bytes(pid: int) -> int:
     return total
 
 
-class PeakMemory:
-    """Samples the PSS of process ``pid`` and its descendants every ``period_s`` in a thread; ``peak``
-    in bytes."""
-
-    def __init__(self, pid: int, period_s: float = 0.1):
-        self.pid, self.period_s, self.peak, self._stop = pid, period_s, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.peak = max(self.peak, _tree_pss_bytes(self.pid))
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _job_peak_memory(bootstrap: str, data_dir: Path, workers: int) -> int:
     """Peak PSS of ``gluteflow stream`` run as its own process (and its shards) over the same topics.
 
@@ -76,11 +56,16 @@ def _job_peak_memory(bootstrap: str, data_dir: Path, workers: int) -> int:
     job = subprocess.Popen(
         [*cmd, "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    with PeakMemory(job.pid) as mem:
+    peak = [0]
+
+    def sample() -> None:
+        peak[0] = max(peak[0], _tree_pss_bytes(job.pid))
+
+    with Periodic(sample, 0.1):
         _, err = job.communicate(timeout=1800)
     if job.returncode != 0:
         raise RuntimeError(f"gluteflow stream failed: {err.decode()[-2000:]}")
-    return mem.peak
+    return peak[0]
 
 
 def _cost_breakdown(raws: list[bytes], per_msg_bare_us: float) -> None:
@@ -107,10 +92,9 @@ def _cost_breakdown(raws: list[bytes], per_msg_bare_us: float) -> None:
         return [unpack_block(x) for _, x in pickle.loads(blob)]
 
     pack_us, _ = timed(shuffle)
-    kinds = {"sensor_block": "sensor_block", "session_marker": "session_marker"}
     by_key: dict[tuple[str, str], list[Item]] = {}
     for i, e in enumerate(events):
-        by_key.setdefault((e.runner_id, e.session_id), []).append(Item(kinds.get(e.KIND, e.KIND), 0, i, e))
+        by_key.setdefault((e.runner_id, e.session_id), []).append(Item(e.KIND, 0, i, e))
     rows: list[dict] = []
 
     def science() -> None:
@@ -163,14 +147,9 @@ def main() -> None:
     from pipelines.stream.synthetic import make_session
 
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-    own = not os.environ.get(ENV_BOOTSTRAP)
-    bootstrap = (
-        broker.start(Paths(tmp / "broker"), die_with_parent=True).bootstrap
-        if own
-        else os.environ[ENV_BOOTSTRAP]
-    )
     os.environ[topics.ENV_TOPIC_PREFIX] = f"bench{uuid.uuid4().hex[:6]}."
-    try:
+    with running_broker(Paths(tmp / "broker")) as info:  # KAFKA_BOOTSTRAP_SERVERS, or Tansu started here
+        bootstrap = info.bootstrap
         topics.apply(bootstrap)
         from infra.kafka_io import make_producer
         from schemas.codec import encode
@@ -224,9 +203,6 @@ def main() -> None:
             f" second, untimed run): {peak / 1024**3:.2f} GB at the default {opts.max_batch_bytes // 2**20} MiB"
             " batch cap (target < 1.5 GB)"
         )
-    finally:
-        if own:
-            broker.stop(Paths(tmp / "broker"))
 
 
 if __name__ == "__main__":

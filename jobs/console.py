@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import typer
 from rich.console import Console
 
@@ -21,3 +23,14 @@ def fail(message: str, code: int = 1) -> None:
     """Print a one-line error and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def parse_date(value: str | None, flag: str) -> dt.date | None:
+    """``YYYY-MM-DD`` from option ``flag`` (``None`` stays ``None``); a clear error otherwise."""
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"{flag} {value!r} is not a date (YYYY-MM-DD)")
+    return None

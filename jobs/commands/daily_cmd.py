@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 
-from jobs.console import console, fail, paths_from
-
-
-def _parse(value: str | None, flag: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        fail(f"{flag} {value!r} is not a date (YYYY-MM-DD)")
-    return None
+from jobs.console import console, fail, parse_date, paths_from
 
 
 def register(app: typer.Typer) -> None:
@@ -56,10 +44,10 @@ def register(app: typer.Typer) -> None:
                 return
             first, last = rng
         elif date is not None:
-            first = last = _parse(date, "--date")
+            first = last = parse_date(date, "--date")
         else:
-            first = _parse(date_from, "--from")
-            last = _parse(date_to, "--to") if date_to else first
+            first = parse_date(date_from, "--from")
+            last = parse_date(date_to, "--to") if date_to else first
         if last < first:
             fail(f"--to {last} is before --from {first}")
         args = [f"--dask_client_address={dask_address}"] if (runner == "dask" and dask_address) else []

@@ -7,7 +7,7 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from jobs.console import console, err_console, fail, paths_from
+from jobs.console import console, err_console, parse_date, paths_from
 
 
 def register(app: typer.Typer) -> None:
@@ -23,10 +23,7 @@ def register(app: typer.Typer) -> None:
         """Score injury risk per runner for DATE, validate, publish injury_risk, rebuild the catalog, write reports."""
         from pipelines.nightly.job import QualityGateFailed, run_nightly
 
-        try:
-            day = dt.date.fromisoformat(date) if date else dt.datetime.now(dt.UTC).date()
-        except ValueError:
-            fail(f"--date {date!r} is not a date (YYYY-MM-DD)")
+        day = parse_date(date, "--date") or dt.datetime.now(dt.UTC).date()
         paths = paths_from(ctx)
         with console.status(f"nightly {day} ...") as status:
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jobs.console import console, fail, paths_from
+from jobs.console import console, fail, parse_date, paths_from
 
 DEFAULT_START = dt.date(2026, 10, 5)
 
@@ -41,10 +41,7 @@ def register(app: typer.Typer) -> None:
         from jobs.run_chain import default_fit_dir, run_chain
 
         paths = paths_from(ctx)
-        try:
-            first = dt.date.fromisoformat(start)
-        except ValueError:
-            fail(f"--start must be YYYY-MM-DD, got {start!r}")
+        first = parse_date(start, "--start")
         fit_files: list[Path] = []
         if not no_fit:
             folder = fit_dir or default_fit_dir()

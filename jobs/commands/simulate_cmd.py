@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import typer
 
 from infra import broker, topics
-from jobs.console import console, fail, paths_from
+from jobs.console import console, fail, parse_date, paths_from
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +31,7 @@ def register(app: typer.Typer) -> None:
         from jobs.simulate import simulate_fleet
 
         paths = paths_from(ctx)
-        try:
-            first = dt.date.fromisoformat(start) if start else None
-        except ValueError:
-            fail(f"--start must be a date YYYY-MM-DD, got {start!r}")
+        first = parse_date(start, "--start")
         try:
             bootstrap = broker.bootstrap_servers(paths)
             topics.apply(bootstrap)

@@ -57,6 +57,7 @@ from infra import topics
 from infra.kafka_io import make_consumer, make_producer
 from infra.procs import die_with_parent
 from infra.settings import Paths
+from pipelines import beam_patches
 from pipelines.io.kafka_source import PartitionSpec
 from pipelines.io.parquet_sink import WriteTables, read_state_keys
 from pipelines.lake import read_table
@@ -71,6 +72,7 @@ CO_PARTITIONED_KEYS = ("sensor_blocks", "watch_records", "sessions")
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
+beam_patches.install()  # 0.6 s less fixed cost per batch and shard (see pipelines/beam_patches.py)
 OUTPUT_TABLES = {
     "strides": (STRIDES, ("runner_id", "ic_time")),
     "watch_records": (WATCH_RECORDS, ("runner_id", "timestamp")),

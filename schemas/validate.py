@@ -122,23 +122,26 @@ def _range_vectors(names: tuple[str, ...], expected: dict[str, str]) -> tuple[np
         return lo, hi
 
 
-def _samples_all_ok(b: SensorBlock, expected: dict[str, str]) -> bool:
+def _samples_all_ok(b: SensorBlock, expected: dict[str, str], samples: np.ndarray | None = None) -> bool:
     """True when every channel is a 1-D array of n_samples finite, in-range values with the right unit
-    (one min and one max reduction over all channels stacked). False means "check one by one"."""
+    (one min and one max reduction over all channels stacked). False means "check one by one".
+    ``samples``: the channels already stacked in ``b.channels`` order (the block reader's array)."""
     n = b.n_samples
-    units = b.units
-    arrays = []
-    for name, arr in b.channels.items():
-        if type(arr) is not np.ndarray or arr.ndim != 1 or len(arr) != n or units.get(name) != expected[name]:
-            return False
-        arrays.append(arr)
+    if b.units != expected:
+        return False
+    if samples is None or samples.dtype != np.float32 or samples.shape != (len(b.channels), n):
+        arrays = []
+        for arr in b.channels.values():
+            if type(arr) is not np.ndarray or arr.ndim != 1 or len(arr) != n:
+                return False
+            arrays.append(arr)
+        samples = np.array(arrays, dtype=np.float32)
     lo, hi = _range_vectors(tuple(b.channels), expected)
-    m = np.array(arrays, dtype=np.float32)
     # NaN propagates through min/max and fails both comparisons; +-inf is out of every range
-    return bool((lo <= _min(m, axis=1)).all() and (_max(m, axis=1) <= hi).all())
+    return bool((lo <= _min(samples, axis=1)).all() and (_max(samples, axis=1) <= hi).all())
 
 
-def _check_block(b: SensorBlock) -> Rejection | None:
+def _check_block(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection | None:
     expected = SENSOR_CHANNELS.get(b.sensor)
     if expected is None:
         return Rejection("bad_channels", f"unknown sensor kind {b.sensor!r}")
@@ -153,7 +156,7 @@ def _check_block(b: SensorBlock) -> Rejection | None:
         missing = set(expected) - set(b.channels)
         unknown = set(b.channels) - set(expected)
         return Rejection("bad_channels", f"{b.sensor}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-    if _samples_all_ok(b, expected):
+    if _samples_all_ok(b, expected, samples):
         return None
     # something is wrong (or the channels are not plain 1-D arrays): check channel by channel, in order
     for name, arr in b.channels.items():
@@ -195,11 +198,13 @@ def _check_watch(r: WatchRecord) -> Rejection | None:
     return None
 
 
-def check(event: Event, *, now_us: int | None = None) -> Rejection | None:
-    """Validate one decoded event; ``None`` when it is acceptable."""
+def check(event: Event, *, now_us: int | None = None, samples: np.ndarray | None = None) -> Rejection | None:
+    """Validate one decoded event; ``None`` when it is acceptable. ``samples``: a sensor block's
+    channels stacked as one ``(channels, n)`` float32 array when the caller has it
+    (:func:`schemas.block_reader.read_block`), so they are not stacked again."""
     now_us = _now_us() if now_us is None else now_us
     if isinstance(event, SensorBlock):
-        return _common(event, event.start_time_us, now_us) or _check_block(event)
+        return _common(event, event.start_time_us, now_us) or _check_block(event, samples)
     if isinstance(event, WatchRecord):
         return _common(event, event.timestamp_us, now_us) or _check_watch(event)
     if isinstance(event, SessionMarker):

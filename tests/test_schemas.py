@@ -191,8 +191,8 @@ def _imu_block(**over) -> SensorBlock:
     return SensorBlock(**base)
 
 
-def test_sensor_block_v1_still_decodes_with_the_current_reader():
-    block = _imu_block()
+def _encode_v1(block: SensorBlock) -> bytes:
+    """``block`` written with sensor_block schema v1 (no battery or firmware)."""
     rec = {
         name: getattr(block, name) for name in registry.field_names("sensor_block", 1) if name != "channels"
     }
@@ -200,7 +200,12 @@ def test_sensor_block_v1_still_decodes_with_the_current_reader():
         {"name": k, "unit": block.units[k], "data": v.astype("<f4").tobytes()}
         for k, v in block.channels.items()
     ]
-    data = encode_record("sensor_block", rec, version=1)
+    return encode_record("sensor_block", rec, version=1)
+
+
+def test_sensor_block_v1_still_decodes_with_the_current_reader():
+    block = _imu_block()
+    data = _encode_v1(block)
     assert read_header(data) == ("sensor_block", 1)
     back = decode(data)
     assert isinstance(back, SensorBlock)

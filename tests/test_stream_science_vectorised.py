@@ -172,3 +172,30 @@ def test_emg_onset_bit_identical_and_means_equal_per_stride_mean():
         lo, hi = np.searchsorted(t, ic), np.searchsorted(t, nx)
         for k in np.flatnonzero(np.isfinite(means)):
             assert abs(means[k] - env[lo[k] : hi[k]].mean()) <= 1e-9 * max(1.0, abs(means[k]))
+
+
+def test_stride_feature_windows_equal_per_stride_nanmax_and_mean():
+    """compute_stride_features' windowed peak impact and gyro bias equal the per-stride loops they
+    replaced: windows past either end, empty windows, unused strides and NaN samples included."""
+    from pipelines.science.stride_features import _window_mean, _window_nanmax
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(10.0, 5.0, 500)
+    x[100:110] = np.nan  # a window wholly inside is NaN; others partly
+    lo = rng.integers(-20, 520, 400)
+    hi = lo + rng.integers(-3, 40, 400)
+    lo[:3], hi[:3] = [100, 95, 498], [110, 105, 530]
+    use = rng.random(400) > 0.1
+    peak, mean = _window_nanmax(x, lo, hi, use), _window_mean(np.nan_to_num(x), lo, hi, use)
+    for k in range(400):
+        a, b = np.clip([lo[k], hi[k]], 0, len(x))  # windows wholly before the start are empty
+        seg = x[a:b]
+        if not use[k] or not len(seg) or not np.isfinite(seg).any():
+            assert np.isnan(peak[k]), k
+        else:
+            assert peak[k] == np.nanmax(seg), k
+        seg0 = np.nan_to_num(x)[a:b]
+        if not use[k] or not len(seg0):
+            assert np.isnan(mean[k]), k
+        else:
+            np.testing.assert_allclose(mean[k], np.mean(seg0), rtol=1e-12, atol=1e-12)

@@ -23,6 +23,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from infra.settings import Paths
+from pipelines import beam_patches
 from pipelines.daily.compute import LOOKBACK_DAYS
 from pipelines.daily.transforms import DailyJob
 
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 INPUT_TABLES = ("strides", "watch_records", "sessions")
+beam_patches.install()
 STATE_FILE = "daily_state.json"
 
 

@@ -238,15 +238,18 @@ class EmgReference:
     values: list[float] = field(default_factory=list)
 
     def normalise(self, means: np.ndarray) -> np.ndarray:
-        out = np.full(len(means), np.nan)
-        ref = None  # the median only changes while the reference fills up
-        for k, v in enumerate(np.asarray(means, dtype=float)):
-            if not np.isfinite(v):
-                continue
-            if len(self.values) < self.n:
-                self.values.append(float(v))
-                ref = None
-            if ref is None:
-                ref = float(np.median(self.values))
-            out[k] = v / ref if ref > 0 else np.nan
+        v = np.asarray(means, dtype=float)
+        out = np.full(len(v), np.nan)
+        finite = np.flatnonzero(np.isfinite(v))
+        k = 0
+        while k < len(finite) and len(self.values) < self.n:  # filling up: the median moves per value
+            i = finite[k]
+            self.values.append(float(v[i]))
+            ref = float(np.median(self.values))
+            out[i] = v[i] / ref if ref > 0 else np.nan
+            k += 1
+        if k < len(finite):  # full: one reference for the rest
+            ref = float(np.median(self.values))
+            rest = finite[k:]
+            out[rest] = v[rest] / ref if ref > 0 else np.nan
         return out

@@ -65,6 +65,37 @@ def _interp(y: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+def _window_nanmax(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """``nanmax(x[lo_k:hi_k])`` per window (windows clipped to ``x``), NaN for unused, empty or all-NaN
+    windows; one ``maximum.reduceat`` over the interleaved bounds instead of a loop."""
+    n = len(x)
+    lo = np.clip(lo, 0, n)
+    hi = np.clip(hi, 0, n)
+    use = use & (hi > lo)
+    out = np.full(len(lo), np.nan)
+    if not use.any():
+        return out
+    padded = np.append(np.where(np.isnan(x), -np.inf, x), -np.inf)  # index n is valid for reduceat
+    bounds = np.empty(2 * int(use.sum()), np.int64)
+    bounds[0::2], bounds[1::2] = lo[use], hi[use]
+    peaks = np.maximum.reduceat(padded, bounds)[0::2]
+    out[use] = np.where(np.isneginf(peaks), np.nan, peaks)
+    return out
+
+
+def _window_mean(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """``mean(x[lo_k:hi_k])`` per window (clipped to ``x``) from one cumulative sum; NaN for unused or
+    empty windows."""
+    n = len(x)
+    lo = np.clip(lo, 0, n)
+    hi = np.clip(hi, 0, n)
+    use = use & (hi > lo)
+    out = np.full(len(lo), np.nan)
+    csum = np.concatenate([[0.0], np.cumsum(x, dtype=float)])
+    out[use] = (csum[hi[use]] - csum[lo[use]]) / (hi[use] - lo[use])
+    return out
+
+
 def compute_stride_features(
     events: GaitEvents,
     acc_m_s2: np.ndarray,
@@ -123,41 +154,41 @@ def compute_stride_features(
         duty = contact_ms / (1000.0 * stride_s)
 
     acc_norm = np.linalg.norm(acc, axis=1)
-    peak = np.full(n, np.nan)
     win = p.impact_window_s * fs
-    for k in range(n):
-        if not (np.isfinite(ic[k]) and np.isfinite(tc[k])):
-            continue
-        a = int(np.floor(ic[k]))
-        b = int(np.ceil(min(ic[k] + win, tc[k]))) + 1
-        seg = acc_norm[max(a, 0) : min(b, len(acc_norm))]
-        if len(seg) and np.isfinite(seg).any():
-            peak[k] = float(np.nanmax(seg))
+    valid = np.isfinite(ic) & np.isfinite(tc)
+    lo = np.zeros(n, np.int64)
+    hi = np.zeros(n, np.int64)
+    lo[valid] = np.floor(ic[valid]).astype(np.int64)
+    hi[valid] = np.ceil(np.minimum(ic[valid] + win, tc[valid])).astype(np.int64) + 1
+    peak = _window_nanmax(acc_norm, lo, hi, valid)
 
     sag = np.nan_to_num(gyr[:, SAGITTAL_GYR_AXIS])
     cum = cumulative_trapezoid(sag, dx=1.0 / fs, initial=0.0)
     half = max(1, int(round(0.5 * p.still_window_s * fs)))
-    bias = np.full(n, np.nan)
-    for k in range(n):
-        if np.isfinite(ms[k]):
-            m = int(round(ms[k]))
-            bias[k] = float(np.mean(sag[max(0, m - half) : m + half + 1]))
+    has_ms = np.isfinite(ms)
+    m = np.zeros(n, np.int64)
+    m[has_ms] = np.round(ms[has_ms]).astype(np.int64)
+    bias = _window_mean(sag, m - half, m + half + 1, has_ms)
     angle = (_interp(cum, ms) - _interp(cum, ic)) - bias * (ms - ic) / fs
 
     ok = np.asarray(events.quality_ok, dtype=bool).copy()
-    reasons = []
-    for k in range(n):
-        r = [x for x in str(events.quality_reason[k]).split(";") if x]
-        checks = (
-            ("stride_time", stride_s[k], p.stride_time_range_s),
-            ("contact_time", contact_ms[k], p.contact_time_range_ms),
-            ("swing_time", swing_ms[k], p.swing_time_range_ms),
-        )
-        for name, val, (lo, hi) in checks:
-            if np.isfinite(val) and not (lo <= val <= hi) and name not in r:
+    checks = (
+        ("stride_time", stride_s, p.stride_time_range_s),
+        ("contact_time", contact_ms, p.contact_time_range_ms),
+        ("swing_time", swing_ms, p.swing_time_range_ms),
+    )
+    with np.errstate(invalid="ignore"):
+        out_of_range = [np.isfinite(v) & ((v < lo_) | (v > hi_)) for _, v, (lo_, hi_) in checks]
+    detector = [str(x) for x in events.quality_reason]
+    reasons = [""] * n
+    # strides with a detector reason or a value out of range (few): the reason list, one by one
+    for k in np.flatnonzero(np.logical_or.reduce([*out_of_range, np.array([bool(x) for x in detector])])):
+        r = [x for x in detector[k].split(";") if x]
+        for (name, _, _), bad in zip(checks, out_of_range, strict=True):
+            if bad[k] and name not in r:
                 r.append(name)
-        ok[k] = ok[k] and not r
-        reasons.append(";".join(r))
+        reasons[k] = ";".join(r)
+    ok &= np.array([not r for r in reasons], dtype=bool)
 
     return pd.DataFrame(
         {

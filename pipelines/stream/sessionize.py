@@ -312,7 +312,7 @@ class FootDetection:
     tc_us: np.ndarray
     next_us: np.ndarray
     stable: np.ndarray  # bool: final (will not change with more data)
-    features: list[dict]  # foot features per stride
+    features: dict[str, np.ndarray]  # foot feature columns (FEATURE_COLUMNS), one value per stride
     all_ic_us: np.ndarray  # every IC in final regions (for flight time of the other foot)
     horizon_us: int  # strides with next IC <= horizon are final
 
@@ -329,11 +329,15 @@ def _abs_us(times: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+_FEATURE_DTYPES = {"quality_ok": bool, "quality_reason": object}
+
+
 def detect_foot(unit: Unit, params: StreamParams, final_all: bool) -> FootDetection:
     """Run the gait detector per contiguous segment of the unit's buffer."""
     wm = unit.max_end_us - int(params.allowed_lateness_s * 1e6)
     guard = int(params.guard_s * 1e6)
-    ic_l, tc_l, nx_l, st_l, feats, all_ic = [], [], [], [], [], []
+    ic_l, tc_l, nx_l, st_l, all_ic = [], [], [], [], []
+    feats: dict[str, list[np.ndarray]] = {c: [] for c in FEATURE_COLUMNS}
     horizon = INF
     blocked = False  # after the first segment that may still change, nothing later is final
     for a, b in unit.segments(params.gap_periods):
@@ -361,21 +365,24 @@ def detect_foot(unit: Unit, params: StreamParams, final_all: bool) -> FootDetect
         tc = _abs_us(t, ev.tc)
         ai = _abs_us(t, ev.all_ic)
         all_ic.append(ai[ai <= limit])
-        ok = np.isfinite(ev.ic) & np.isfinite(ev.ic_next)
-        recs = df.to_dict("records")
-        for k in np.flatnonzero(ok):
-            ic_l.append(ic[k])
-            tc_l.append(tc[k] if np.isfinite(ev.tc[k]) else -1)
-            nx_l.append(nx[k])
-            st_l.append(nx[k] <= limit)
-            feats.append(recs[k])
+        ok = np.flatnonzero(np.isfinite(ev.ic) & np.isfinite(ev.ic_next))
+        ic_l.append(ic[ok])
+        tc_l.append(np.where(np.isfinite(ev.tc[ok]), tc[ok], -1))
+        nx_l.append(nx[ok])
+        st_l.append(nx[ok] <= limit)
+        for c in FEATURE_COLUMNS:
+            feats[c].append(df[c].to_numpy()[ok])
+
+    def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
     return FootDetection(
         foot=unit.side,
-        ic_us=np.asarray(ic_l, np.int64),
-        tc_us=np.asarray(tc_l, np.int64),
-        next_us=np.asarray(nx_l, np.int64),
-        stable=np.asarray(st_l, bool),
-        features=feats,
+        ic_us=cat(ic_l, np.int64),
+        tc_us=cat(tc_l, np.int64),
+        next_us=cat(nx_l, np.int64),
+        stable=cat(st_l, bool),
+        features={c: cat(parts, _FEATURE_DTYPES.get(c, float)) for c, parts in feats.items()},
         all_ic_us=np.concatenate(all_ic) if all_ic else np.empty(0, np.int64),
         horizon_us=horizon,
     )
@@ -411,7 +418,7 @@ def assemble(
     ic_us: np.ndarray,
     tc_us: np.ndarray,
     next_us: np.ndarray,
-    feats: list[dict],
+    feats: dict[str, np.ndarray],
     other_ic_us: np.ndarray | None,
     pelvis: Unit | None,
     emg: Unit | None,
@@ -458,11 +465,7 @@ def assemble(
     )
     start = state.session_start_us
     # column-wise: one float conversion per column instead of one ``nz`` call per value
-    feat_cols = {
-        c: _nz_list([f[c] for f in feats])
-        for c in FEATURE_COLUMNS
-        if c not in ("quality_ok", "quality_reason")
-    }
+    feat_cols = {c: _nz_list(feats[c]) for c in FEATURE_COLUMNS if c not in ("quality_ok", "quality_reason")}
     ic_l = [int(x) for x in ic_us.tolist()]
     tc_l = [int(x) if x >= 0 else None for x in tc_us.tolist()]
     nx_l = [int(x) for x in next_us.tolist()]
@@ -515,8 +518,8 @@ def assemble(
         "hamstring_onset_ms": h_l,
         "recruitment_inverted": inv_l,
         "sensors": sensors_l,
-        "quality_ok": [bool(f["quality_ok"]) for f in feats],
-        "quality_reason": [f["quality_reason"] or None for f in feats],
+        "quality_ok": np.asarray(feats["quality_ok"], bool).tolist(),
+        "quality_reason": [r or None for r in feats["quality_reason"]],
         "date": [days[ic // 86_400_000_000] for ic in ic_l],
     }
     names = list(columns)
@@ -723,7 +726,7 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
                 d.ic_us[sel_a],
                 d.tc_us[sel_a],
                 d.next_us[sel_a],
-                [d.features[k] for k in sel],
+                {c: col[sel_a] for c, col in d.features.items()},
                 other_ic,
                 pelvis,
                 emg,

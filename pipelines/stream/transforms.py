@@ -31,6 +31,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from infra.publish import make_dead_letter
 from pipelines.io.kafka_source import KafkaMessage, PartitionSpec, ReadKafkaPartitions
 from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
+from schemas.block_reader import read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
 from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
@@ -57,10 +58,14 @@ _BLOCK_FIELDS = (
 )
 
 
-def pack_block(block: SensorBlock) -> tuple:
-    """A validated block as ``(header values, channel names, units, all samples as <f4 bytes)``."""
+def pack_block(block: SensorBlock, samples_bytes: bytes | None = None) -> tuple:
+    """A validated block as ``(header values, channel names, units, all samples as <f4 bytes)``;
+    ``samples_bytes``: those bytes when the caller has them (:func:`schemas.block_reader.read_block`)."""
     names = tuple(block.channels)
-    data = b"".join(np.ascontiguousarray(block.channels[n], dtype="<f4").tobytes() for n in names)
+    if samples_bytes is not None:
+        data = samples_bytes
+    else:
+        data = b"".join(np.ascontiguousarray(block.channels[n], dtype="<f4").tobytes() for n in names)
     d = block.__dict__
     return tuple(d[f] for f in _BLOCK_FIELDS), names, tuple(block.units[n] for n in names), data
 
@@ -134,12 +139,17 @@ class DecodeValidateFn(beam.DoFn):
 
     def _one(self, msg: KafkaMessage):
         self._n_messages += 1
-        try:
-            event = decode(msg.value)
-        except DecodeError as exc:
-            yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
-            return
-        bad = check(event, now_us=self.now_us)
+        fast = read_block(msg.value)  # most messages: one pass, samples already stacked
+        if fast is not None:
+            event, samples = fast.block, fast.samples
+        else:
+            samples = None
+            try:
+                event = decode(msg.value)
+            except DecodeError as exc:
+                yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
+                return
+        bad = check(event, now_us=self.now_us, samples=samples)
         if bad is not None:
             yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, event)])
             return
@@ -159,7 +169,7 @@ class DecodeValidateFn(beam.DoFn):
         if kind == "sensor_block":
             self._n_blocks += 1
             self._ends.setdefault(msg.partition, []).append((msg.offset, event.end_time_us))
-            packed = pack_block(event)
+            packed = pack_block(event, fast.samples_bytes if fast is not None else None)
         key = (event.runner_id, event.session_id)
         entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000, packed)
         self._groups.setdefault(key, []).append(entry)

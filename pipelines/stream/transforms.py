@@ -23,7 +23,6 @@ import pickle
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
@@ -42,42 +41,11 @@ STAGE = "stream"
 KIND_OF = {SensorBlock: "sensor_block", WatchRecord: "watch_record", SessionMarker: "session_marker"}
 
 
-_BLOCK_FIELDS = (
-    "runner_id",
-    "device_id",
-    "session_id",
-    "seq",
-    "sensor",
-    "side",
-    "start_time_us",
-    "sample_rate_hz",
-    "n_samples",
-    "battery_pct",
-    "firmware",
-    "schema_version",
-)
-
-
-def pack_block(block: SensorBlock, samples_bytes: bytes | None = None) -> tuple:
-    """A validated block as ``(header values, channel names, units, all samples as <f4 bytes)``;
-    ``samples_bytes``: those bytes when the caller has them (:func:`schemas.block_reader.read_block`)."""
-    names = tuple(block.channels)
-    if samples_bytes is not None:
-        data = samples_bytes
-    else:
-        data = b"".join(np.ascontiguousarray(block.channels[n], dtype="<f4").tobytes() for n in names)
-    d = block.__dict__
-    return tuple(d[f] for f in _BLOCK_FIELDS), names, tuple(block.units[n] for n in names), data
-
-
-def unpack_block(packed: tuple) -> SensorBlock:
-    """Inverse of :func:`pack_block`; channels are read-only row views of one float32 array."""
-    header, names, units, data = packed
-    fields = dict(zip(_BLOCK_FIELDS, header, strict=True))
-    samples = np.frombuffer(data, dtype="<f4").reshape(len(names), fields["n_samples"])
-    return SensorBlock(
-        channels=dict(zip(names, samples, strict=True)), units=dict(zip(names, units, strict=True)), **fields
-    )
+def decode_event(raw: bytes) -> Any:
+    """Decode one message: the fast sensor-block reader first, else the general decoder (raises
+    :class:`~schemas.codec.DecodeError`)."""
+    fast = read_block(raw)
+    return fast.block if fast is not None else decode(raw)
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:
@@ -115,11 +83,11 @@ class DecodeValidateFn(beam.DoFn):
 
     Items are batched per key within a bundle (a bundle is a Kafka offset range): one element per key
     instead of one per message keeps Beam's per-element cost (coder, GBK, ~20 us each) out of the hot
-    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us, packed)``; for a
-    sensor block ``packed`` is :func:`pack_block` (its samples as one bytes object: pickling it is a
-    copy, unpacking is one ``np.frombuffer``, where decoding the Avro body again cost ~65 us a block),
-    for other kinds ``None`` (ProcessSessions decodes the few small ones again). The list is pickled
-    explicitly: Beam's FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
+    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us)``: only the raw
+    message crosses the shuffle and ProcessSessions decodes it again (the fast block reader, ~20 us).
+    Shipping the decoded samples as well doubled the bytes the shuffle moved, and moving bytes is
+    most of what Beam's shuffle costs here. The list is pickled explicitly: Beam's
+    FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
     """
 
     def __init__(self, now_us: int | None = None):
@@ -165,13 +133,11 @@ class DecodeValidateFn(beam.DoFn):
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
             return
         kind = KIND_OF[type(event)]
-        packed = None
         if kind == "sensor_block":
             self._n_blocks += 1
             self._ends.setdefault(msg.partition, []).append((msg.offset, event.end_time_us))
-            packed = pack_block(event, fast.samples_bytes if fast is not None else None)
         key = (event.runner_id, event.session_id)
-        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000, packed)
+        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000)
         self._groups.setdefault(key, []).append(entry)
         self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
 
@@ -220,17 +186,9 @@ class ProcessSessionsFn(beam.DoFn):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
         items: list[Item] = [
-            Item(
-                kind,
-                part,
-                off,
-                unpack_block(packed) if packed is not None else decode(raw),
-                raw if kind == "sensor_block" else None,
-                topic,
-                ts_us,
-            )
+            Item(kind, part, off, decode_event(raw), raw if kind == "sensor_block" else None, topic, ts_us)
             for b in groups["items"]
-            for kind, part, off, raw, topic, ts_us, packed in pickle.loads(b)
+            for kind, part, off, raw, topic, ts_us in pickle.loads(b)
         ]
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
         state.partitions |= {it.partition for it in items}

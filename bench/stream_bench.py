@@ -136,6 +136,30 @@ def _cost_breakdown(raws: list[bytes], per_msg_bare_us: float) -> None:
     )
 
 
+def _beam_read_only(bootstrap: str, data_dir: Path) -> tuple[float, int]:
+    """Seconds and records of one Beam pipeline that only reads the whole backlog with the job's Kafka
+    SDF and counts the records: what Beam and the SDF cost before any of the job's own work."""
+    import apache_beam as beam
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from jobs.stream_driver import StreamOptions, load_checkpoint, plan_ranges
+    from pipelines.io.kafka_source import ReadKafkaPartitions
+
+    opts = StreamOptions(bootstrap, Paths(data_dir).ensure(), max_batch_bytes=1 << 40)
+    specs = plan_ranges(opts, load_checkpoint(opts.paths)).specs
+    t = time.perf_counter()
+    options = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
+    _ = pipeline | beam.Create(specs) | ReadKafkaPartitions(as_lists=True) | beam.Map(len)
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds = time.perf_counter() - t
+    query = result.metrics().query(MetricsFilter().with_name("records_read"))["counters"]
+    return seconds, sum(int(c.committed or c.attempted or 0) for c in query)
+
+
 def _bare_read(bootstrap: str, names: list[str]) -> tuple[int, int]:
     consumer = make_consumer(bootstrap)
     n = nbytes = 0
@@ -187,6 +211,7 @@ def main() -> None:
         workers = opts.n_workers
         results = run(opts, until_idle_s=0.0, log=lambda _: None)
         job_s = time.perf_counter() - t
+        read_only_s, read_only_n = _beam_read_only(bootstrap, tmp / "data-read-only")
         peak = _job_peak_memory(bootstrap, tmp / "data-memory", workers)
         pipeline_s = sum(r.seconds for r in results)
         strides = sum(r.counters.get("strides_out", 0) for r in results)
@@ -205,6 +230,10 @@ def main() -> None:
             f" (lake moves, strides topic) {job_s - pipeline_s:.2f} s"
         )
         print(f"ratio stream/bare: {bare_s / job_s:.2f} (target >= 0.5)")
+        print(
+            f"floor: a Beam pipeline that only reads the same messages with the job's Kafka SDF ({read_only_n}"
+            f" records, one process, no work): {read_only_s:.2f} s, ratio {bare_s / read_only_s:.2f}"
+        )
         _cost_breakdown(sample, bare_s / n_bare * 1e6)
         print(
             f"peak memory of gluteflow stream (its own process + {workers} shards, PSS sampled every 0.1 s in a"

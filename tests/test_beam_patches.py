@@ -63,3 +63,18 @@ def test_a_stateful_dofn_still_runs_with_the_memo_installed() -> None:
             | beam.CombinePerKey(max)
         )
         assert_that(out, equal_to([("a", 3), ("b", 1)]))
+
+
+def test_option_views_are_memoised_and_still_share_their_values() -> None:
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    beam_patches.install()
+    options = PipelineOptions(["--direct_num_workers=3", "--runner=FnApiRunner"])
+    std = options.view_as(StandardOptions)
+    assert options.view_as(StandardOptions) is std  # the memo
+    assert std.runner == "FnApiRunner" and options.view_as(DirectOptions).direct_num_workers == 3
+    std.streaming = True  # a write through one view is seen by every view and the options
+    assert options.view_as(StandardOptions).streaming and options.get_all_options()["streaming"]
+    other = PipelineOptions(["--direct_num_workers=5"])
+    assert other.view_as(DirectOptions).direct_num_workers == 5  # per options object, not per class
+    assert other.view_as(StandardOptions) is not std and not other.view_as(StandardOptions).streaming

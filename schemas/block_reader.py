@@ -154,10 +154,10 @@ _SENSOR_BLOCK_CODE = KIND_CODES["sensor_block"]
 _KNOWN_VERSIONS = frozenset(versions("sensor_block"))
 
 
-def read_block(data: bytes) -> ReadBlock | None:
+def read_block(data: bytes | None) -> ReadBlock | None:
     """Decode an encoded sensor block (any shipped version) on the fast path; ``None``: use
     :func:`schemas.codec.decode` (not a sensor block, or anything unusual about it)."""
-    if len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
+    if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
         return None
     version = data[3]
     if version not in _KNOWN_VERSIONS:

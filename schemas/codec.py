@@ -57,6 +57,8 @@ _HEADERS: dict[tuple[str, int], bytes] = {}
 
 def read_header(data: bytes) -> tuple[str, int]:
     """Return (kind, version) of an encoded message or raise DecodeError."""
+    if data is None:
+        raise DecodeError("bad_header", "null message value (a tombstone), not a gluteflow message")
     if len(data) < HEADER_LEN or data[:2] != MAGIC:
         raise DecodeError("bad_header", f"not a gluteflow message (first bytes {bytes(data[:4])!r})")
     kind = KINDS_BY_CODE.get(data[2])

@@ -228,6 +228,7 @@ def test_sensor_block_v2_fields_survive():
     "data, reason",
     [
         (b"", "bad_header"),
+        (None, "bad_header"),  # a Kafka tombstone (null value)
         (b"GF\x01", "bad_header"),  # shorter than the 4-byte header
         (b"XX\x01\x02rest", "bad_header"),
         (b"PAR1....", "bad_header"),

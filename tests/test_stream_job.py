@@ -124,6 +124,7 @@ def test_streamed_in_small_batches_equals_offline(kafka: str, paths: Paths) -> N
     # garbage that must be dead-lettered, not crash the batch
     producer = make_producer(kafka)
     producer.send(topics.topic("sensor_blocks"), key=b"r000", value=b"not a gluteflow message")
+    producer.send(topics.topic("sensor_blocks"), key=b"r001", value=None)  # a tombstone
     producer.flush()
     producer.close()
 
@@ -152,9 +153,10 @@ def test_streamed_in_small_batches_equals_offline(kafka: str, paths: Paths) -> N
     )
     assert counters["messages_in"] == n_in
     assert counters["duplicates_dropped"] > 0
-    assert counters["dead_letters_bad_header"] == 1
+    assert counters["dead_letters_bad_header"] == 2
     dead = read_table(paths.table("dead_letters"), DEAD_LETTERS)
-    assert dead.num_rows == 1 and dead["reason"][0].as_py() == "bad_header"
+    assert dead.num_rows == 2 and set(dead["reason"].to_pylist()) == {"bad_header"}
+    assert any("tombstone" in d for d in dead["detail"].to_pylist())
     watch = read_table(paths.table("watch_records"), WATCH_RECORDS)
     assert watch.num_rows == 3 * 40
     runners = read_table(paths.table("runners"), RUNNERS, partition_cols=())

@@ -164,7 +164,7 @@ class DecodeValidateFn(beam.DoFn):
         letter = make_dead_letter(
             rejection,
             STAGE,
-            msg.value,
+            msg.value if msg.value is not None else b"",  # a tombstone has no bytes
             event,
             source_topic=msg.topic,
             source_partition=msg.partition,

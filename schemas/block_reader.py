@@ -154,6 +154,53 @@ _SENSOR_BLOCK_CODE = KIND_CODES["sensor_block"]
 _KNOWN_VERSIONS = frozenset(versions("sensor_block"))
 
 
+class BlockHeader(NamedTuple):
+    """The fields of an encoded sensor block before its channel array (what routing, watermarks and the
+    header checks need), read without touching the samples."""
+
+    runner_id: str
+    device_id: str
+    session_id: str
+    seq: int
+    sensor: str
+    side: str
+    start_time_us: int
+    sample_rate_hz: float
+    n_samples: int
+
+    @property
+    def end_time_us(self) -> int:
+        """Time just after the last sample (start + n / rate), as :attr:`SensorBlock.end_time_us`."""
+        return self.start_time_us + round(self.n_samples * 1e6 / self.sample_rate_hz)
+
+
+_HEADER_FIELDS = BlockHeader._fields
+
+
+def peek_block_header(data: bytes | None) -> BlockHeader | None:
+    """The header fields of an encoded sensor block (~3 us: nothing after them is read, so a body that is
+    truncated or malformed later still returns a header). ``None``: not a sensor block of a shipped
+    version with the expected field order, or the header itself does not parse."""
+    if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
+        return None
+    version = data[3]
+    if version not in _KNOWN_VERSIONS:
+        return None
+    layout = _layout(version)
+    if layout is None or tuple(name for name, _ in layout.pre) != _HEADER_FIELDS:
+        return None
+    pos = HEADER_LEN
+    values = []
+    try:
+        for _, reader in layout.pre:
+            value, pos = reader(data, pos)
+            values.append(value)
+    except (_Malformed, IndexError, struct.error, UnicodeDecodeError):
+        return None
+    header = BlockHeader._make(values)
+    return header if header.sample_rate_hz > 0 else None  # the end time divides by the rate
+
+
 def read_block(data: bytes | None) -> ReadBlock | None:
     """Decode an encoded sensor block (any shipped version) on the fast path; ``None``: use
     :func:`schemas.codec.decode` (not a sensor block, or anything unusual about it)."""

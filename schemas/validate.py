@@ -141,9 +141,9 @@ def _samples_all_ok(b: SensorBlock, expected: dict[str, str], samples: np.ndarra
     return bool((lo <= _min(samples, axis=1)).all() and (_max(samples, axis=1) <= hi).all())
 
 
-def _check_block(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection | None:
-    expected = SENSOR_CHANNELS.get(b.sensor)
-    if expected is None:
+def _check_block_header(b) -> Rejection | None:
+    """Sensor kind, side, sampling rate and sample count of a block (or of its :class:`BlockHeader`)."""
+    if SENSOR_CHANNELS.get(b.sensor) is None:
         return Rejection("bad_channels", f"unknown sensor kind {b.sensor!r}")
     if b.side not in ("left", "right", "center"):
         return Rejection("out_of_range", f"side {b.side!r}")
@@ -152,6 +152,23 @@ def _check_block(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection
         return Rejection("bad_sample_rate", f"{b.sensor} at {b.sample_rate_hz} Hz, allowed {lo:g}-{hi:g} Hz")
     if not (1 <= b.n_samples <= MAX_BLOCK_SAMPLES):
         return Rejection("out_of_range", f"n_samples {b.n_samples} outside 1-{MAX_BLOCK_SAMPLES}")
+    return None
+
+
+def check_block_header(header, *, now_us: int | None = None) -> Rejection | None:
+    """The checks of :func:`check` that need only a sensor block's header fields (ids, sequence number,
+    start time, sensor kind, side, rate, sample count), in the same order, so a header that passes
+    here fails :func:`check` only on its channels or samples. ``header``: a
+    :class:`~schemas.block_reader.BlockHeader` or a :class:`SensorBlock`."""
+    now_us = _now_us() if now_us is None else now_us
+    return _common(header, header.start_time_us, now_us) or _check_block_header(header)
+
+
+def _check_block(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection | None:
+    bad = _check_block_header(b)
+    if bad is not None:
+        return bad
+    expected = SENSOR_CHANNELS[b.sensor]
     if b.channels.keys() != expected.keys():
         missing = set(expected) - set(b.channels)
         unknown = set(b.channels) - set(expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,10 +11,10 @@ from test_schemas import _encode_v1, _imu_block, hyp, sensor_blocks
 
 from pipelines.stream.synthetic import make_session
 from schemas import registry
-from schemas.block_reader import read_block
+from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode, encode, encode_record
 from schemas.events import SensorBlock
-from schemas.validate import check
+from schemas.validate import check, check_block_header
 
 
 def _same(a: SensorBlock, b: SensorBlock) -> None:
@@ -101,3 +103,43 @@ def test_validation_with_the_stacked_samples_gives_the_same_verdict(value):
     verdict = check(fast.block, now_us=now, samples=fast.samples)
     assert verdict is not None
     assert verdict == check(decode(encode(bad)), now_us=now)
+
+
+@hyp
+@given(sensor_blocks())
+def test_header_peek_equals_the_decoded_header(block):
+    data = encode(block)
+    header = peek_block_header(data)
+    if block.sample_rate_hz > 0:
+        decoded = decode(data)
+        assert header._asdict() == {k: getattr(decoded, k) for k in header._fields}
+        assert header.end_time_us == decoded.end_time_us
+    else:
+        assert header is None  # no end time without a positive rate: the full path decides
+
+
+def test_header_peek_reads_v1_and_steps_aside_for_other_bytes():
+    block = _imu_block()
+    assert peek_block_header(_encode_v1(block)) == peek_block_header(encode(block))
+    data = encode(block)
+    cut = peek_block_header(data[:-100])  # a cut-off body still has its header (rejected after the shuffle)
+    assert cut is not None and cut.seq == block.seq and read_block(data[:-100]) is None
+    assert peek_block_header(data[:12]) is None  # cut inside the header
+    assert peek_block_header(b"not a gluteflow message") is None and peek_block_header(None) is None
+    marker = make_session("r1", "r1-s1", 1_767_225_600_000_000, 5, seed=3)[2][0]
+    assert peek_block_header(encode(marker)) is None  # another kind
+
+
+def test_header_check_agrees_with_the_full_check_on_header_faults():
+    for change in (
+        {"sample_rate_hz": 5.0},
+        {"seq": -1},
+        {"runner_id": " "},
+        {"n_samples": 0},
+        {"start_time_us": 2**62},
+    ):
+        block = dataclasses.replace(_imu_block(), **change)
+        header = peek_block_header(encode(block))
+        full = check(block)
+        assert full is not None and check_block_header(header) == full
+    assert check_block_header(peek_block_header(encode(_imu_block()))) is None

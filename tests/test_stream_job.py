@@ -3,6 +3,7 @@ dead letters, reconciliation, lake tables and the strides topic."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from infra import topics
 from infra.kafka_io import make_producer, topic_counts
 from infra.settings import Paths
 from jobs.stream_driver import StreamOptions, load_checkpoint, run
+from pipelines.io.parquet_sink import read_state_keys
 from pipelines.lake import read_table
 from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, process_session
 from pipelines.stream.synthetic import make_session
@@ -168,6 +170,51 @@ def test_streamed_in_small_batches_equals_offline(kafka: str, paths: Paths) -> N
     # rerun: nothing new, nothing duplicated
     assert run(opts, until_idle_s=0.0) == []
     assert lake_strides(paths).keys() == got.keys()
+
+
+@pytest.mark.timeout(300)
+def test_blocks_rejected_after_the_shuffle_are_dead_lettered(kafka: str, paths: Paths) -> None:
+    """Blocks are routed on their header and decoded and checked once, after the shuffle: a block with a
+    valid header but NaN samples or a cut-off body is dead-lettered there with its reason and source
+    coordinates, a block with a bad header before the shuffle; the valid strides are unchanged, counts
+    reconcile, and a key whose only block was rejected leaves no session state behind."""
+    sessions = fleet(n_runners=1)
+    events = sessions[0][1]
+    block = next(e for e in events if type(e).__name__ == "SensorBlock" and e.sensor == "foot_imu")
+    nan = dataclasses.replace(block, channels={k: v.copy() for k, v in block.channels.items()})
+    nan.channels["acc_x"][3] = np.nan
+    ghost = dataclasses.replace(nan, runner_id="ghost", session_id="ghost-s1")
+    slow = dataclasses.replace(
+        block, sample_rate_hz=5.0, n_samples=5, channels={k: v[:5] for k, v in block.channels.items()}
+    )
+    produce(kafka, events)
+    producer = make_producer(kafka)
+    name = topics.topic("sensor_blocks")
+    bad = {
+        "non_finite": encode(nan),
+        "decode_error": encode(block)[:-300],  # header intact, samples cut off
+        "bad_sample_rate": encode(slow),
+    }
+    for value in bad.values():
+        producer.send(name, key=block.key, value=value)
+    producer.send(name, key=b"ghost", value=encode(ghost))
+    producer.flush()
+    producer.close()
+
+    results = run(StreamOptions(kafka, paths, max_batch_bytes=300_000), until_idle_s=0.0)
+    assert all(r.reconciles for r in results), [r.counters for r in results if not r.reconciles]
+    assert_same_strides(lake_strides(paths), offline(sessions))
+    dead = read_table(paths.table("dead_letters"), DEAD_LETTERS).to_pylist()
+    assert sorted(d["reason"] for d in dead) == sorted([*bad, "non_finite"])
+    by_value = {d["original"]: d for d in dead}
+    for reason, value in bad.items():
+        letter = by_value[value]
+        assert letter["reason"] == reason and letter["source_topic"] == name
+        assert letter["dead_letter_id"] == f"{name}:{letter['source_partition']}:{letter['source_offset']}"
+    assert by_value[encode(ghost)]["runner_id"] == "ghost"
+    ckpt = load_checkpoint(paths)
+    keys = {k for f in ckpt["state_files"] for k in read_state_keys(paths.state / "stream" / f)}
+    assert ("r000", "r000-s1") in keys and ("ghost", "ghost-s1") not in keys
 
 
 def test_late_block_goes_to_dead_letters(kafka: str, paths: Paths) -> None:

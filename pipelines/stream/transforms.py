@@ -30,11 +30,11 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 from infra.publish import make_dead_letter
 from pipelines.io.kafka_source import KafkaMessage, PartitionSpec, ReadKafkaPartitions
 from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
-from schemas.block_reader import read_block
+from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
 from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
-from schemas.validate import Rejection, check
+from schemas.validate import Rejection, check, check_block_header
 
 NS = "stream"
 STAGE = "stream"
@@ -76,18 +76,66 @@ def dead_letter_row(letter: DeadLetter) -> dict:
     }
 
 
+def _dead_row(
+    rejection: Rejection,
+    raw: bytes | None,
+    event: Any,
+    topic: str,
+    partition: int,
+    offset: int,
+    kafka_ts_us: int,
+) -> dict:
+    """DEAD_LETTERS row of one rejected message (counted as ``dead_letters_<reason>``); the Kafka record
+    time stands in for "now", so a rerun writes the same row."""
+    beam.metrics.Metrics.counter(NS, f"dead_letters_{rejection.reason}").inc()
+    letter = make_dead_letter(
+        rejection,
+        STAGE,
+        raw if raw is not None else b"",  # a tombstone has no bytes
+        event,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        now_us=kafka_ts_us,
+    )
+    return dead_letter_row(letter)
+
+
+def decode_checked_block(
+    raw: bytes, now_us: int | None = None
+) -> tuple[SensorBlock | None, Rejection | None]:
+    """Decode a sensor block (fast reader, else the general decoder) and validate it in full:
+    ``(block, None)`` when it is acceptable, ``(block or None, rejection)`` otherwise."""
+    fast = read_block(raw)
+    if fast is not None:
+        return fast.block, check(fast.block, now_us=now_us, samples=fast.samples)
+    try:
+        event = decode(raw)
+    except DecodeError as exc:
+        return None, Rejection(exc.reason, exc.detail)
+    if not isinstance(event, SensorBlock):
+        return None, Rejection("unknown_schema", f"expected a sensor block, got {type(event).__name__}")
+    return event, check(event, now_us=now_us)
+
+
 class DecodeValidateFn(beam.DoFn):
     """Kafka record lists -> per bundle, one ``((runner, session), pickled list of entries)`` per key |
     per partition the ``(offset, block end us)`` pairs of its sensor blocks (``ends``) | profiles |
     upstream dead letters | dead letters (tagged, one-row lists).
 
+    A sensor block (most messages) is routed on its **header** alone (:func:`peek_block_header` and
+    :func:`check_block_header`, ~5 us): its samples are decoded and checked once, after the shuffle,
+    in ProcessSessions, which dead-letters the block if they fail. Decoding it here as well cost a
+    second full decode per block (~25-50 us, the fast reader), because only the raw message crosses
+    the shuffle (shipping decoded samples as well doubled the bytes the shuffle moved). Other kinds
+    are decoded and validated in full here. A block whose header does not pass takes the full path,
+    so its dead letter names the same reason as before.
+
     Items are batched per key within a bundle (a bundle is a Kafka offset range): one element per key
     instead of one per message keeps Beam's per-element cost (coder, GBK, ~20 us each) out of the hot
-    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us)``: only the raw
-    message crosses the shuffle and ProcessSessions decodes it again (the fast block reader, ~20 us).
-    Shipping the decoded samples as well doubled the bytes the shuffle moved, and moving bytes is
-    most of what Beam's shuffle costs here. The list is pickled explicitly: Beam's
-    FastPrimitivesCoder mis-decoded large dataclass elements (unknown type tag 30).
+    path. An entry is ``(kind, partition, offset, raw bytes, topic, kafka time us)``. The list is
+    pickled explicitly: Beam's FastPrimitivesCoder mis-decoded large dataclass elements (unknown type
+    tag 30).
     """
 
     def __init__(self, now_us: int | None = None):
@@ -105,19 +153,28 @@ class DecodeValidateFn(beam.DoFn):
         for fields in msgs:
             yield from self._one(KafkaMessage._make(fields))
 
+    def _group(self, key: tuple[str, str], kind: str, msg: KafkaMessage) -> None:
+        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000)
+        self._groups.setdefault(key, []).append(entry)
+        self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
+
+    def _block(self, msg: KafkaMessage, key: tuple[str, str], end_time_us: int) -> None:
+        self._n_blocks += 1
+        self._ends.setdefault(msg.partition, []).append((msg.offset, end_time_us))
+        self._group(key, "sensor_block", msg)
+
     def _one(self, msg: KafkaMessage):
         self._n_messages += 1
-        fast = read_block(msg.value)  # most messages: one pass, samples already stacked
-        if fast is not None:
-            event, samples = fast.block, fast.samples
-        else:
-            samples = None
-            try:
-                event = decode(msg.value)
-            except DecodeError as exc:
-                yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
-                return
-        bad = check(event, now_us=self.now_us, samples=samples)
+        header = peek_block_header(msg.value)
+        if header is not None and check_block_header(header, now_us=self.now_us) is None:
+            self._block(msg, (header.runner_id, header.session_id), header.end_time_us)
+            return
+        try:
+            event = decode(msg.value)
+        except DecodeError as exc:
+            yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
+            return
+        bad = check(event, now_us=self.now_us)
         if bad is not None:
             yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, event)])
             return
@@ -132,14 +189,11 @@ class DecodeValidateFn(beam.DoFn):
             beam.metrics.Metrics.counter(NS, "upstream_dead_letters_archived").inc()
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
             return
-        kind = KIND_OF[type(event)]
-        if kind == "sensor_block":
-            self._n_blocks += 1
-            self._ends.setdefault(msg.partition, []).append((msg.offset, event.end_time_us))
         key = (event.runner_id, event.session_id)
-        entry = (kind, msg.partition, msg.offset, msg.value, msg.topic, msg.timestamp_ms * 1000)
-        self._groups.setdefault(key, []).append(entry)
-        self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
+        if isinstance(event, SensorBlock):  # a valid block the header peek could not read
+            self._block(msg, key, event.end_time_us)
+        else:
+            self._group(key, KIND_OF[type(event)], msg)
 
     def finish_bundle(self):
         from apache_beam.transforms.window import GlobalWindow
@@ -160,23 +214,18 @@ class DecodeValidateFn(beam.DoFn):
         self._groups, self._ends, self._ts = {}, {}, {}
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
-        beam.metrics.Metrics.counter(NS, f"dead_letters_{rejection.reason}").inc()
-        letter = make_dead_letter(
-            rejection,
-            STAGE,
-            msg.value if msg.value is not None else b"",  # a tombstone has no bytes
-            event,
-            source_topic=msg.topic,
-            source_partition=msg.partition,
-            source_offset=msg.offset,
-            now_us=msg.timestamp_ms * 1000,  # deterministic: a rerun writes the same row
+        return _dead_row(
+            rejection, msg.value, event, msg.topic, msg.partition, msg.offset, msg.timestamp_ms * 1000
         )
-        return dead_letter_row(letter)
 
 
 class ProcessSessionsFn(beam.DoFn):
     """CoGroupByKey result -> Arrow tables of strides | watch | sessions, row lists of dead | state,
-    via ``process_session`` (one element per session and output: few, large elements)."""
+    via ``process_session`` (one element per session and output: few, large elements).
+
+    Sensor blocks arrive as raw messages routed on their header: they are decoded and validated here
+    (:func:`decode_checked_block`); a rejected block becomes a dead letter and never reaches the
+    session logic, as if it had been rejected before the shuffle."""
 
     def __init__(self, params: StreamParams, now_us: int | None = None):
         self.params = params
@@ -185,11 +234,22 @@ class ProcessSessionsFn(beam.DoFn):
     def process(self, element, partition_wm: dict[int, int], partition_ends: dict[int, PartitionEnds]):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
-        items: list[Item] = [
-            Item(kind, part, off, decode_event(raw), raw if kind == "sensor_block" else None, topic, ts_us)
-            for b in groups["items"]
-            for kind, part, off, raw, topic, ts_us in pickle.loads(b)
-        ]
+        items: list[Item] = []
+        dead: list[dict] = []
+        for b in groups["items"]:
+            for kind, part, off, raw, topic, ts_us in pickle.loads(b):
+                if kind != "sensor_block":
+                    items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
+                    continue
+                block, bad = decode_checked_block(raw, self.now_us)
+                if bad is None:
+                    items.append(Item(kind, part, off, block, raw, topic, ts_us))
+                else:
+                    dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
+        if not items and not blobs:  # every message of a new key was rejected: no session to start
+            if dead:
+                yield pvalue.TaggedOutput("dead", dead)
+            return
         state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
         state.partitions |= {it.partition for it in items}
         wm = max([partition_wm.get(p, -INF) for p in state.partitions] + [-INF])
@@ -204,22 +264,19 @@ class ProcessSessionsFn(beam.DoFn):
             yield pvalue.TaggedOutput("watch", pa.Table.from_pylist(out.watch, schema=WATCH_RECORDS))
         if out.sessions:
             yield pvalue.TaggedOutput("sessions", pa.Table.from_pylist(out.sessions, schema=SESSIONS))
-        dead = []
         for it in out.late:
-            beam.metrics.Metrics.counter(NS, "dead_letters_late").inc()
-            ev = it.event
-            detail = f"block {ev.start_time_us} us arrived after the allowed lateness of its unit"
-            letter = make_dead_letter(
-                Rejection("late", detail),
-                STAGE,
-                it.raw or b"",
-                ev,
-                source_topic=it.topic,
-                source_partition=it.partition,
-                source_offset=it.offset,
-                now_us=it.kafka_ts_us,
+            detail = f"block {it.event.start_time_us} us arrived after the allowed lateness of its unit"
+            dead.append(
+                _dead_row(
+                    Rejection("late", detail),
+                    it.raw,
+                    it.event,
+                    it.topic,
+                    it.partition,
+                    it.offset,
+                    it.kafka_ts_us,
+                )
             )
-            dead.append(dead_letter_row(letter))
         if dead:
             yield pvalue.TaggedOutput("dead", dead)
         retention = int(self.params.closed_retention_s * 1e6)

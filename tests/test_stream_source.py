@@ -64,3 +64,27 @@ def test_sdf_reads_a_middle_range(kafka: str) -> None:
             | beam.Map(lambda m: m.offset)
         )
         assert_that(got, equal_to(list(range(lo, hi))))
+
+
+def test_key_caching_partitioner_places_keys_like_the_default(kafka: str) -> None:
+    """The producer's memoised partitioner sends every key to the partition kafka-python's default
+    (murmur2) partitioner picks, so runner-keyed topics stay co-partitioned with other producers."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    from infra.kafka_io import KeyCachingPartitioner
+
+    name = topics.topic("sensor_blocks")
+    keys = [f"runner-{i}".encode() for i in range(200)]
+    producer = make_producer(kafka)
+    default = make_producer(kafka, partitioner=DefaultPartitioner())
+    try:
+        assert isinstance(producer.config["partitioner"], KeyCachingPartitioner)
+        n_parts = len(producer.partitions_for(name))
+        assert n_parts > 1 and len(default.partitions_for(name)) == n_parts
+        cached = [producer.send(name, key=k, value=b"x").get(timeout=10).partition for k in keys * 2]
+        plain = [default.send(name, key=k, value=b"x").get(timeout=10).partition for k in keys]
+    finally:
+        producer.close()
+        default.close()
+    assert cached == plain * 2
+    assert len(set(plain)) == n_parts  # the keys cover every partition: a constant answer would fail

@@ -1,15 +1,15 @@
 """Beam transforms of the stride-feature stream job: one PTransform per concept, every step labelled.
 
     PartitionSpecs ─ ReadKafka (SDF: one list of records per poll) ─ DecodeValidate
-        ├─ ok events, per (runner, session) ─────────────────────────────────┐
+        ├─ raw messages per (runner, session) (blocks by header) ───────────┐
         ├─ block ends ─ PartitionWatermarks, PartitionEndsIndex (side inputs) │
         ├─ profiles ─ LatestProfiles ─ runners                                │
         ├─ upstream dead letters                                              │
-        └─ dead letters (decode/validate)                                     │
+        └─ dead letters (bad header, other kinds' decode/validate)            │
     carry-over state (previous batch, keys of this shard's partitions) ─ CoGroupByKey
-        ─ ProcessSessions (order, dedup, late, gaps, quiet rule, strides, features)
+        ─ ProcessSessions (decode + validate blocks, order, dedup, late, gaps, quiet rule, strides, features)
             ├─ strides, watch records, session markers (Arrow tables)
-            ├─ late -> dead letters
+            ├─ rejected blocks, late -> dead letters
             └─ new carry-over state
 
 DoFns are thin: the event-time logic is :mod:`pipelines.stream.sessionize` and the science is numpy.
@@ -39,13 +39,6 @@ from schemas.validate import Rejection, check, check_block_header
 NS = "stream"
 STAGE = "stream"
 KIND_OF = {SensorBlock: "sensor_block", WatchRecord: "watch_record", SessionMarker: "session_marker"}
-
-
-def decode_event(raw: bytes) -> Any:
-    """Decode one message: the fast sensor-block reader first, else the general decoder (raises
-    :class:`~schemas.codec.DecodeError`)."""
-    fast = read_block(raw)
-    return fast.block if fast is not None else decode(raw)
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:

@@ -154,6 +154,13 @@ _SENSOR_BLOCK_CODE = KIND_CODES["sensor_block"]
 _KNOWN_VERSIONS = frozenset(versions("sensor_block"))
 
 
+def _block_layout(data: bytes | None) -> _Layout | None:
+    """The compiled layout of ``data`` when it is an encoded sensor block of a shipped version."""
+    if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
+        return None
+    return _layout(data[3]) if data[3] in _KNOWN_VERSIONS else None
+
+
 class BlockHeader(NamedTuple):
     """The fields of an encoded sensor block before its channel array (what routing, watermarks and the
     header checks need), read without touching the samples."""
@@ -181,12 +188,7 @@ def peek_block_header(data: bytes | None) -> BlockHeader | None:
     """The header fields of an encoded sensor block (~3 us: nothing after them is read, so a body that is
     truncated or malformed later still returns a header). ``None``: not a sensor block of a shipped
     version with the expected field order, or the header itself does not parse."""
-    if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
-        return None
-    version = data[3]
-    if version not in _KNOWN_VERSIONS:
-        return None
-    layout = _layout(version)
+    layout = _block_layout(data)
     if layout is None or tuple(name for name, _ in layout.pre) != _HEADER_FIELDS:
         return None
     pos = HEADER_LEN
@@ -204,16 +206,11 @@ def peek_block_header(data: bytes | None) -> BlockHeader | None:
 def read_block(data: bytes | None) -> ReadBlock | None:
     """Decode an encoded sensor block (any shipped version) on the fast path; ``None``: use
     :func:`schemas.codec.decode` (not a sensor block, or anything unusual about it)."""
-    if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC or data[2] != _SENSOR_BLOCK_CODE:
-        return None
-    version = data[3]
-    if version not in _KNOWN_VERSIONS:
-        return None
-    layout = _layout(version)
+    layout = _block_layout(data)
     if layout is None:
         return None
     try:
-        return _read(data, version, layout)
+        return _read(data, data[3], layout)
     except (_Malformed, IndexError, struct.error, UnicodeDecodeError):
         return None
 

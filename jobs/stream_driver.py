@@ -24,8 +24,9 @@ A crash before 4 loses only staging (the batch is recomputed from the old checkp
 4 is completed by step 1. Lake file names depend only on the batch number and shard, so nothing is
 duplicated.
 
-Shards (``--workers N``): a batch is split by Kafka partition index over N forked processes, each
-running its own bounded pipeline (kafka-python, Avro decoding and the science are GIL-bound Python,
+Shards (``--workers N``): a batch is split by Kafka partition index over N forked worker processes
+(kept for the whole run, :class:`infra.worker_pool.WorkerPool`: a process's first pipeline is its
+slowest), each running its own bounded pipeline (kafka-python, Avro decoding and the science are GIL-bound Python,
 so processes, not threads, use more cores). The runner-keyed input topics are co-partitioned (same
 partition count, runner id as key), so a runner's events and carry-over state all belong to one shard.
 Shard ``k`` writes ``part-<N:06d>-<k>.parquet`` and ``carry-<k>.arrow``; the commit point stays one
@@ -36,7 +37,6 @@ leaves no shard writing into a staging directory that its rerun has wiped.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -55,8 +55,8 @@ from kafka import TopicPartition
 
 from infra import topics
 from infra.kafka_io import make_consumer, make_producer
-from infra.procs import die_with_parent
 from infra.settings import Paths
+from infra.worker_pool import WorkerPool
 from pipelines import beam_patches
 from pipelines.io.kafka_source import PartitionSpec
 from pipelines.io.parquet_sink import WriteTables, read_state_keys
@@ -224,9 +224,11 @@ def _publish_files(bootstrap: str, files: list[Path]) -> None:
         producer.close()
 
 
-def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> None:
+def finish_publish(
+    opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print, pool: WorkerPool | None = None
+) -> None:
     """Step 5 of the protocol; safe to repeat. Each shard's files are sent by one producer (in
-    parallel over shards), so one runner's strides reach the topic in order."""
+    parallel over shards, in ``pool``'s workers), so one runner's strides reach the topic in order."""
     if ckpt.get("published", True):
         return
     paths = opts.paths
@@ -240,41 +242,18 @@ def finish_publish(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] =
             os.replace(src, dst)
         if dst.exists() and Path(rel).parts[0] in ("strides", "dead_letters"):
             by_shard.setdefault(_shard_of_file(rel), []).append(dst)
-    run_in_processes(
-        [lambda f=files: _publish_files(opts.bootstrap, f) for _, files in sorted(by_shard.items())]
-    )
+    tasks = [(_publish_files, (opts.bootstrap, files)) for _, files in sorted(by_shard.items())]
+    if pool is not None and len(tasks) <= max(1, pool.size):
+        pool.run(tasks)
+    else:  # recovering a checkpoint written with more shards than this run has workers
+        for fn, args in tasks:
+            fn(*args)
     _commit_kafka_offsets(opts.bootstrap, ckpt["offsets"], log)
     ckpt["published"] = True
     write_checkpoint(paths, ckpt)
     for old in (stream_dir(paths) / "staging").glob("*"):
         if old.name.isdigit() and int(old.name) < batch:
             shutil.rmtree(old, ignore_errors=True)
-
-
-def _child_main(job: Callable[[], None], parent_pid: int) -> None:
-    die_with_parent(parent_pid)
-    job()
-
-
-def run_in_processes(jobs: list[Callable[[], None]]) -> None:
-    """Run each job in its own forked process (one job runs in this process); raise if any fails.
-
-    Fork, not spawn: the children share the already imported Beam/pyarrow (a spawned interpreter
-    pays ~2 s of imports). Results travel through files the jobs write, not return values.
-    """
-    if len(jobs) <= 1:
-        for job in jobs:
-            job()
-        return
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_child_main, args=(job, os.getpid()), daemon=True) for job in jobs]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    failed = {i: proc.exitcode for i, proc in enumerate(procs) if proc.exitcode != 0}
-    if failed:
-        raise RuntimeError(f"stream worker process(es) failed (index: exit code) {failed}; see stderr")
 
 
 def _commit_kafka_offsets(bootstrap: str, offsets: dict, log: Callable[[str], None]) -> None:
@@ -485,8 +464,11 @@ def _check_keys_disjoint(staging: Path, n_shards: int) -> None:
                 )
 
 
-def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan) -> BatchResult:
-    """Steps 3-5 for one batch (its shards in parallel processes); returns its metrics."""
+def run_batch(
+    opts: StreamOptions, ckpt: dict, plan: BatchPlan, pool: WorkerPool | None = None
+) -> BatchResult:
+    """Steps 3-5 for one batch (its shards in ``pool``'s worker processes; without a pool, in this
+    process); returns its metrics."""
     paths = opts.paths
     batch = ckpt["batch"] + 1
     staging = stream_dir(paths) / "staging" / str(batch)
@@ -495,7 +477,9 @@ def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan) -> BatchResult:
     state_files = _previous_state_files(paths, ckpt)
     shards = plan_shards(plan, opts.n_workers)
     t0 = time.perf_counter()
-    run_in_processes([lambda sh=sh: _run_shard(opts, ckpt, batch, sh, staging, state_files) for sh in shards])
+    (pool or WorkerPool(1)).run(
+        [(_run_shard, (opts, ckpt, batch, sh, staging, state_files)) for sh in shards]
+    )
     seconds = time.perf_counter() - t0
     _check_keys_disjoint(staging, len(shards))
     counters: dict[str, int] = {}
@@ -525,7 +509,7 @@ def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan) -> BatchResult:
         "committed_at_us": time.time_ns() // 1000,
     }
     write_checkpoint(paths, new)  # <- commit point
-    finish_publish(opts, new)
+    finish_publish(opts, new, pool=pool)
     return BatchResult(batch, messages, nbytes, seconds, counters, staged)
 
 
@@ -550,15 +534,28 @@ def run(
     if opts.kafka_reader == "java" and shutil.which("java") is None:
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
     topics.apply(opts.bootstrap)
+    with WorkerPool(opts.n_workers) as pool:  # forked on first use, kept for every batch
+        return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
+
+
+def _run_batches(
+    opts: StreamOptions,
+    pool: WorkerPool,
+    once: bool,
+    until_idle_s: float | None,
+    on_batch: Callable[[BatchResult, int], None] | None,
+    log: Callable[[str], None],
+    poll_s: float,
+) -> list[BatchResult]:
     results: list[BatchResult] = []
     ckpt = load_checkpoint(opts.paths)
-    finish_publish(opts, ckpt, log)
+    finish_publish(opts, ckpt, log, pool)
     idle_since = time.monotonic()
     while True:
         ckpt = load_checkpoint(opts.paths)
         plan = plan_ranges(opts, ckpt)
         if plan.specs:
-            res = run_batch(opts, ckpt, plan)
+            res = run_batch(opts, ckpt, plan, pool)
             results.append(res)
             if on_batch:
                 on_batch(res, plan.backlog)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -165,9 +166,53 @@ def check_block_header(header, *, now_us: int | None = None) -> Rejection | None
 
 
 def _check_block(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection | None:
-    bad = _check_block_header(b)
-    if bad is not None:
-        return bad
+    return _check_block_header(b) or _check_block_body(b, samples)
+
+
+def check_block_bodies(
+    blocks: Sequence[SensorBlock], samples: Sequence[np.ndarray | None]
+) -> list[Rejection | None]:
+    """The channel checks of :func:`check` (names, units, lengths, finite in-range samples) for many
+    sensor blocks whose headers already passed :func:`check_block_header`: the answer ``check`` would
+    give each, with one min and one max reduction per group of blocks of the same sensor and channel
+    order instead of two per block (``numpy.minimum.reduceat`` over their samples side by side).
+
+    ``samples[i]``: block *i*'s channels stacked as one ``(channels, n)`` float32 array (the block
+    reader's), or ``None`` (checked on its own). A block that fails is re-checked on its own, so its
+    rejection names the same reason and detail as :func:`check`'s.
+    """
+    out: list[Rejection | None] = [None] * len(blocks)
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for i, (b, s) in enumerate(zip(blocks, samples, strict=True)):
+        expected = SENSOR_CHANNELS.get(b.sensor)
+        if (
+            expected is not None
+            and s is not None
+            and s.dtype == np.float32
+            and s.shape == (len(b.channels), b.n_samples)
+            and b.n_samples >= 1
+            and b.units == expected
+            and b.channels.keys() == expected.keys()
+        ):
+            groups.setdefault((b.sensor, tuple(b.channels)), []).append(i)
+        else:
+            out[i] = _check_block_body(b, s)
+    for (sensor, names), idx in groups.items():
+        stacked = np.concatenate([samples[i] for i in idx], axis=1)
+        starts = np.cumsum([0] + [blocks[i].n_samples for i in idx[:-1]])
+        lo, hi = _range_vectors(names, SENSOR_CHANNELS[sensor])
+        # NaN propagates through minimum/maximum and fails both comparisons; +-inf is out of range
+        ok = (lo[:, None] <= np.minimum.reduceat(stacked, starts, axis=1)).all(axis=0) & (
+            np.maximum.reduceat(stacked, starts, axis=1) <= hi[:, None]
+        ).all(axis=0)
+        for i, good in zip(idx, ok.tolist(), strict=True):
+            if not good:
+                out[i] = _check_block_body(blocks[i], samples[i])
+    return out
+
+
+def _check_block_body(b: SensorBlock, samples: np.ndarray | None = None) -> Rejection | None:
+    """Channel names, units, lengths and sample values of a block whose header checks passed."""
     expected = SENSOR_CHANNELS[b.sensor]
     if b.channels.keys() != expected.keys():
         missing = set(expected) - set(b.channels)

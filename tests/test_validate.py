@@ -275,3 +275,39 @@ def test_publisher_counts_reconcile_and_dead_letters_carry_the_original(kafka):
         assert key in by_seq_reason, key
         assert by_seq_reason[key] == e
     assert sorted(counts.by_reason.elements()) == sorted(letter.reason for letter in letters)
+
+
+def test_channel_checks_of_many_blocks_at_once_equal_check_block_by_block():
+    """check_block_bodies (one reduceat per group of like blocks) answers what check() answers for each
+    block, reason and detail, however good and bad blocks of several sensors are interleaved."""
+    from pipelines.stream.synthetic import make_session
+    from schemas.block_reader import read_block
+    from schemas.codec import encode
+    from schemas.validate import check_block_bodies
+
+    _, blocks, _ = make_session("r1", "r1-s1", T0, 6, seed=2)
+
+    def spoiled(b: SensorBlock, name: str, value: float) -> SensorBlock:
+        channels = {k: v.copy() for k, v in b.channels.items()}
+        channels[name][len(channels[name]) // 2] = value
+        return dataclasses.replace(b, channels=channels)
+
+    foot = next(b for b in blocks if b.sensor == "foot_imu")
+    emg = next(b for b in blocks if b.sensor == "emg")
+    bad = [
+        spoiled(foot, "acc_x", np.nan),
+        spoiled(foot, "gyr_z", np.inf),
+        spoiled(foot, "acc_y", 1e6),
+        spoiled(emg, next(iter(emg.channels)), -5.0),
+        dataclasses.replace(foot, units={**foot.units, "acc_x": "g"}),
+        dataclasses.replace(foot, channels={k: v for k, v in foot.channels.items() if k != "gyr_x"}),
+    ]
+    mixed = [*blocks[:7], *bad[:3], *blocks[7:15], *bad[3:], *blocks[15:]]
+    read = [read_block(encode(b)) for b in mixed]
+    decoded = [r.block for r in read]
+    stacked = [r.samples if i % 5 else None for i, r in enumerate(read)]  # some without stacked samples
+    want = [check(b, now_us=NOW, samples=s) for b, s in zip(decoded, stacked, strict=True)]
+    assert sum(w is not None for w in want) == len(bad)  # the spoiled ones, and only they, fail
+    assert {w.reason for w in want if w} == {"non_finite", "out_of_range", "bad_channels"}
+    assert check_block_bodies(decoded, stacked) == want
+    assert check_block_bodies([], []) == []

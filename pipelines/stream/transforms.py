@@ -34,7 +34,7 @@ from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
 from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
-from schemas.validate import Rejection, check, check_block_header
+from schemas.validate import Rejection, check, check_block_bodies, check_block_header
 
 NS = "stream"
 STAGE = "stream"
@@ -94,21 +94,42 @@ def _dead_row(
     return dead_letter_row(letter)
 
 
-def decode_checked_block(
-    raw: bytes, now_us: int | None = None
-) -> tuple[SensorBlock | None, Rejection | None]:
-    """Decode a sensor block (fast reader, else the general decoder) and validate it in full:
+def decode_checked_blocks(
+    raws: list[bytes],
+) -> list[tuple[SensorBlock | None, Rejection | None]]:
+    """Decode sensor blocks whose headers passed :func:`check_block_header` (fast reader, else the
+    general decoder) and check their channels all at once (:func:`check_block_bodies`): per block
     ``(block, None)`` when it is acceptable, ``(block or None, rejection)`` otherwise."""
-    fast = read_block(raw)
-    if fast is not None:
-        return fast.block, check(fast.block, now_us=now_us, samples=fast.samples)
-    try:
-        event = decode(raw)
-    except DecodeError as exc:
-        return None, Rejection(exc.reason, exc.detail)
-    if not isinstance(event, SensorBlock):
-        return None, Rejection("unknown_schema", f"expected a sensor block, got {type(event).__name__}")
-    return event, check(event, now_us=now_us)
+    decoded: list[tuple[SensorBlock | None, Rejection | None]] = []
+    blocks: list[SensorBlock] = []
+    samples: list = []
+    where: list[int] = []
+    for raw in raws:
+        fast = read_block(raw)
+        if fast is not None:
+            event, stacked = fast.block, fast.samples
+        else:
+            try:
+                event, stacked = decode(raw), None
+            except DecodeError as exc:
+                decoded.append((None, Rejection(exc.reason, exc.detail)))
+                continue
+            if not isinstance(event, SensorBlock):
+                decoded.append(
+                    (
+                        None,
+                        Rejection("unknown_schema", f"expected a sensor block, got {type(event).__name__}"),
+                    )
+                )
+                continue
+        where.append(len(decoded))
+        decoded.append((event, None))
+        blocks.append(event)
+        samples.append(stacked)
+    for i, bad in zip(where, check_block_bodies(blocks, samples), strict=True):
+        if bad is not None:
+            decoded[i] = (decoded[i][0], bad)
+    return decoded
 
 
 class DecodeValidateFn(beam.DoFn):
@@ -216,29 +237,31 @@ class ProcessSessionsFn(beam.DoFn):
     """CoGroupByKey result -> Arrow tables of strides | watch | sessions, row lists of dead | state,
     via ``process_session`` (one element per session and output: few, large elements).
 
-    Sensor blocks arrive as raw messages routed on their header: they are decoded and validated here
-    (:func:`decode_checked_block`); a rejected block becomes a dead letter and never reaches the
+    Sensor blocks arrive as raw messages routed on their header (checked before the shuffle, with the
+    validator's clock): they are decoded and their channels validated here, all of a key's at once
+    (:func:`decode_checked_blocks`); a rejected block becomes a dead letter and never reaches the
     session logic, as if it had been rejected before the shuffle."""
 
-    def __init__(self, params: StreamParams, now_us: int | None = None):
+    def __init__(self, params: StreamParams):
         self.params = params
-        self.now_us = now_us
 
     def process(self, element, partition_wm: dict[int, int], partition_ends: dict[int, PartitionEnds]):
         (runner_id, session_id), groups = element
         blobs = list(groups["state"])
         items: list[Item] = []
         dead: list[dict] = []
-        for b in groups["items"]:
-            for kind, part, off, raw, topic, ts_us in pickle.loads(b):
-                if kind != "sensor_block":
-                    items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
-                    continue
-                block, bad = decode_checked_block(raw, self.now_us)
-                if bad is None:
-                    items.append(Item(kind, part, off, block, raw, topic, ts_us))
-                else:
-                    dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
+        entries = [entry for b in groups["items"] for entry in pickle.loads(b)]
+        blocks = [e for e in entries if e[0] == "sensor_block"]
+        for (kind, part, off, raw, topic, ts_us), (block, bad) in zip(
+            blocks, decode_checked_blocks([e[3] for e in blocks]), strict=True
+        ):
+            if bad is None:
+                items.append(Item(kind, part, off, block, raw, topic, ts_us))
+            else:
+                dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
+        for kind, part, off, raw, topic, ts_us in entries:
+            if kind != "sensor_block":  # decoded and validated before the shuffle
+                items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
         if not items and not blobs:  # every message of a new key was rejected: no session to start
             if dead:
                 yield pvalue.TaggedOutput("dead", dead)
@@ -427,7 +450,7 @@ class StrideFeatureBatch(beam.PTransform):
             | "KeyByRunnerSession" >> beam.CoGroupByKey()
             | "ProcessSessions"
             >> beam.ParDo(
-                ProcessSessionsFn(self.params, self.now_us), pvalue.AsDict(wm), pvalue.AsDict(ends_index)
+                ProcessSessionsFn(self.params), pvalue.AsDict(wm), pvalue.AsDict(ends_index)
             ).with_outputs("strides", "watch", "sessions", "dead", "state")
         )
         dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()

@@ -62,3 +62,36 @@ def test_one_worker_runs_tasks_in_this_process(tmp_path: Path) -> None:
     assert _pids(tmp_path, pool, 1) == [os.getpid()]
     with pytest.raises(ValueError, match="2 tasks for a pool of 1"):
         pool.run([(_write_pid, ("a",)), (_write_pid, ("b",))])
+
+
+def _malloc_settings_took(path: str) -> None:
+    from infra.procs import keep_freed_memory
+
+    Path(path).write_text(str(keep_freed_memory()))
+
+
+def test_workers_keep_freed_memory_on_glibc(tmp_path: Path) -> None:
+    """Each worker sets glibc's malloc thresholds (fewer page faults); ``mallopt`` accepts them here."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    with WorkerPool(2) as pool:
+        pool.run([(_malloc_settings_took, (str(tmp_path / f"m{i}"),)) for i in range(2)])
+    assert [(tmp_path / f"m{i}").read_text() for i in range(2)] == ["True", "True"]
+
+
+_KEPT: list[bytes] = []
+
+
+def _keep_memory(n_bytes: int) -> None:
+    _KEPT.append(b"\x01" * n_bytes)  # touched pages, kept after the task: the worker has grown
+
+
+def test_a_worker_that_grew_retires_and_is_replaced(tmp_path: Path) -> None:
+    with WorkerPool(2, max_growth_bytes=32 << 20) as pool:
+        first = _pids(tmp_path, pool, 2)  # sets each worker's baseline
+        pool.run([(_keep_memory, (16 << 20,)), (_keep_memory, (96 << 20,))])
+        assert pool.retired == 1
+        after = _pids(tmp_path, pool, 2)
+        assert after[0] == first[0] and after[1] not in first  # only the grown worker was replaced

@@ -2,9 +2,11 @@
 
 Why keep them: a process's first Beam pipeline is its slowest. Forked afresh for every batch, each
 shard paid that warm-up (Beam's lazy imports and caches, DoFn signature memos, the fast block
-reader's layouts and templates, a Kafka connection) on every batch: measured 1.3-1.5 s per small
+reader's layouts and templates, a Kafka connection) on every batch: measured 1.1-1.3 s per small
 batch against 0.7 s once a process has run one (``gluteflow stream`` on a 2 x 20 s backlog cut into
-four batches, 2026-12-01).
+four batches, 2026-12-01). A worker ``gc.freeze()``s what it inherits, keeps freed heap during a
+task and hands it back after it (:mod:`infra.procs`), and retires once it has grown (see
+:data:`MAX_GROWTH_BYTES`).
 
 Workers are forked (they share the already imported Beam and pyarrow; a spawned interpreter pays
 ~2 s of imports) on the first :meth:`WorkerPool.run`, from the main thread, with no other threads
@@ -29,8 +31,9 @@ from infra.procs import die_with_parent, keep_freed_memory, release_freed_memory
 Task = tuple[Callable[..., Any], tuple]
 #: a worker whose resident memory after a task exceeds what it had after its first task by more than
 #: this retires (exits; the next run forks a fresh one). Kept workers grew 50-100 MB a full 64 MiB
-#: batch (fragmented heap: 0.88 GB for the first batch of a 600 MB backlog, 1.36-1.49 GB by the sixth;
-#: forked afresh, every batch peaked at ~0.97 GB), while small live batches keep them flat and warm.
+#: batch (fragmented heap: the job's peak PSS went from 0.88 GB in the first batch of a 600 MB backlog
+#: to 1.36-1.49 GB by the sixth; 1.24 GB with retirement, 0.83-1.11 GB forked per batch), while small
+#: live batches keep them flat and warm.
 MAX_GROWTH_BYTES = 64 * 1024 * 1024
 
 

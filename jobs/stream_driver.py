@@ -61,6 +61,7 @@ from pipelines import beam_patches
 from pipelines.io.kafka_source import PartitionSpec
 from pipelines.io.parquet_sink import WriteTables, read_state_keys
 from pipelines.lake import read_table
+from pipelines.stream.manifest import ShardManifest
 from pipelines.stream.sessionize import StreamParams
 from pipelines.stream.transforms import StrideFeatureBatch
 from schemas.codec import encode_record
@@ -393,45 +394,70 @@ def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
     return [Shard(k, shard_specs[k], frozenset(owned[k])) for k in range(n)]
 
 
+def _shard_pipeline(opts: StreamOptions, manifest_path: Path) -> beam.Pipeline:
+    """The bounded pipeline of one shard slot: every per-batch value comes from the manifest at
+    ``manifest_path`` (the same path for every batch), so the built pipeline is run again as it is."""
+    options = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
+    out = pipeline | "StrideFeatureBatch" >> StrideFeatureBatch(
+        str(manifest_path), opts.params, reader=opts.kafka_reader
+    )
+    file_name = "part-{batch:06d}-{shard}.parquet"
+    sinks = {
+        table: ("parquet", (f"{{staging}}/{table}", schema, file_name, ("date",), sort_by))
+        for table, (schema, sort_by) in OUTPUT_TABLES.items()
+    }
+    sinks["runners"] = ("parquet", ("{staging}/runners", RUNNERS, "part-0.parquet", (), ("runner_id",)))
+    sinks["state"] = ("state", ("{staging}/carry-{shard}.arrow",))
+    sinks["partition_max"] = ("json", ("{staging}/partition_max-{shard}.json",))
+    pcolls = {name: out[name] for name in sinks if name != "partition_max"}
+    pcolls["partition_max"] = out["partition_max"] | "MaximaList" >> beam.Map(lambda kv: [list(kv)])
+    _ = pcolls | "WriteTables" >> WriteTables(sinks, manifest_path)
+    return pipeline
+
+
+# built shard pipelines of this process (a kept worker runs every batch of its slot with one)
+_PIPELINES: dict[tuple, beam.Pipeline] = {}
+
+
 def _run_shard(
     opts: StreamOptions, ckpt: dict, batch: int, shard: Shard, staging: Path, state_files: list[str]
 ):
     """One shard's bounded pipeline; writes its tables, ``carry-<k>.arrow`` and ``shard-<k>.json``
-    (Beam counters and partition maxima) under ``staging``."""
+    (Beam counters and partition maxima) under ``staging``.
+
+    The batch's inputs go into ``manifests/shard-<k>.json``; the pipeline built for that path (and
+    these options) the first time is run again for every later batch (building it took ~0.25 s of
+    every batch and shard). The java reader fixes its ranges when built, so it is built per batch."""
     k = shard.index
     runners: list[dict] = []
     if k == 0:  # the runners table (profiles topic + current table) is shard 0's
         runners = read_table(opts.paths.table("runners"), RUNNERS, partition_cols=()).to_pylist()
         runners = [{**r, "updated_at": _us(r["updated_at"])} for r in runners]
-    file_name = f"part-{batch:06d}-{k}.parquet"
-    options = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
-    out = pipeline | "StrideFeatureBatch" >> StrideFeatureBatch(
-        shard.specs,
-        state_files,
-        shard.owned,
-        {int(p): int(v) for p, v in ckpt.get("partition_max", {}).items()},
-        runners,
-        opts.params,
-        reader=opts.kafka_reader,
-    )
-    maxima_path = staging / f"partition_max-{k}.json"
-    sinks = {
-        table: ("parquet", (staging / table, schema, file_name, ("date",), sort_by))
-        for table, (schema, sort_by) in OUTPUT_TABLES.items()
-    }
-    sinks["runners"] = ("parquet", (staging / "runners", RUNNERS, "part-0.parquet", (), ("runner_id",)))
-    sinks["state"] = ("state", (staging / f"carry-{k}.arrow",))
-    sinks["partition_max"] = ("json", (maxima_path,))
-    pcolls = {name: out[name] for name in sinks if name != "partition_max"}
-    pcolls["partition_max"] = out["partition_max"] | "MaximaList" >> beam.Map(lambda kv: [list(kv)])
-    _ = pcolls | "WriteTables" >> WriteTables(sinks)
+    manifest_path = stream_dir(opts.paths) / "manifests" / f"shard-{k}.json"
+    ShardManifest(
+        specs=tuple(shard.specs),
+        state_files=tuple(state_files),
+        owned_partitions=shard.owned,
+        previous_partition_max={int(p): int(v) for p, v in ckpt.get("partition_max", {}).items()},
+        existing_runners=tuple(runners),
+        staging=str(staging),
+        batch=batch,
+        shard=k,
+    ).write(manifest_path)
+    key = (str(manifest_path), opts.params, opts.kafka_reader)
+    pipeline = _PIPELINES.get(key) if opts.kafka_reader == "python" else None
+    if pipeline is None:
+        pipeline = _shard_pipeline(opts, manifest_path)
+        if opts.kafka_reader == "python":
+            _PIPELINES[key] = pipeline
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = {}
     for c in result.metrics().query(MetricsFilter())["counters"]:
         name = c.key.metric.name
         counters[name] = counters.get(name, 0) + int(c.committed or c.attempted or 0)
+    maxima_path = staging / f"partition_max-{k}.json"
     maxima = json.loads(maxima_path.read_text()) if maxima_path.exists() else []
     maxima_path.unlink(missing_ok=True)
     _write_json_atomic(staging / f"shard-{k}.json", {"counters": counters, "partition_max": maxima})

@@ -291,3 +291,25 @@ def test_open_session_strides_are_written_before_it_ends(kafka: str, paths: Path
     }
     assert len(want) == len(strides)  # every stride written so far is final: equal to the whole-session pass
     assert_same_strides(strides, want)
+
+
+@pytest.mark.timeout(300)
+def test_one_built_pipeline_serves_every_batch(kafka: str, paths: Paths, monkeypatch) -> None:
+    """A shard's pipeline reads its batch from the manifest, so the pipeline built for the first batch
+    runs every later one unchanged, with the same strides as one pass over whole sessions."""
+    from jobs import stream_driver
+
+    sessions = fleet(n_runners=2, duration_s=30)
+    produce(kafka, [e for _, ev in sessions for e in ev])
+    builds: list[str] = []
+    original = stream_driver._shard_pipeline
+
+    def counted(opts, manifest_path):
+        builds.append(str(manifest_path))
+        return original(opts, manifest_path)
+
+    monkeypatch.setattr(stream_driver, "_shard_pipeline", counted)
+    results = run(StreamOptions(kafka, paths, max_batch_bytes=250_000, workers=1), until_idle_s=0.0)
+    assert len(results) >= 3 and all(r.reconciles for r in results)
+    assert len(builds) == 1  # built once, run len(results) times
+    assert_same_strides(lake_strides(paths), offline(sessions))

@@ -130,12 +130,18 @@ class _WriteStateFn(beam.DoFn):
 class _WriteTablesFn(beam.DoFn):
     """``(table, [row lists])`` -> that table's file(s); yields written paths."""
 
-    def __init__(self, tables: dict):
+    def __init__(self, tables: dict, manifest_path: str | None = None):
         self.tables = tables
+        self.manifest_path = manifest_path
 
     def process(self, element):
         name, chunks = element
         kind, args = self.tables[name]
+        if self.manifest_path is not None:  # {staging}/{batch}/{shard} of this run
+            from pipelines.stream.manifest import ShardManifest
+
+            manifest = ShardManifest.read(self.manifest_path)
+            args = tuple(manifest.fill(a) for a in args)
         if kind == "parquet":  # chunks are row lists or Arrow tables of the table's schema
             schema = args[1]
             parts = [c if isinstance(c, pa.Table) else pa.Table.from_pylist(c, schema=schema) for c in chunks]
@@ -158,11 +164,14 @@ class WriteTables(beam.PTransform):
     ``tables[name]`` is ``("parquet", (out_dir, schema, file_name, partition_cols, sort_by))``,
     ``("state", (path,))`` (Arrow IPC carry-over state) or ``("json", (path,))`` (sorted rows as JSON).
     One Flatten + GroupByKey keyed by table name replaces a combiner per table (Beam's construction
-    and per-stage cost dominate small batches). A table without rows writes no file.
+    and per-stage cost dominate small batches). A table without rows writes no file. With
+    ``manifest_path``, string arguments may hold ``{staging}``, ``{batch}`` and ``{shard}``, filled from
+    that :class:`~pipelines.stream.manifest.ShardManifest` when the files are written.
     """
 
-    def __init__(self, tables: dict):
+    def __init__(self, tables: dict, manifest_path: str | os.PathLike | None = None):
         super().__init__()
+        self.manifest_path = None if manifest_path is None else str(manifest_path)
         self.tables = {
             name: (kind, tuple(str(a) if isinstance(a, os.PathLike) else a for a in args))
             for name, (kind, args) in tables.items()
@@ -177,5 +186,5 @@ class WriteTables(beam.PTransform):
             tagged
             | "AllTables" >> beam.Flatten()
             | "ByTable" >> beam.GroupByKey()
-            | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables))
+            | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables, self.manifest_path))
         )

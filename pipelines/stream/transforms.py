@@ -28,7 +28,8 @@ from apache_beam import pvalue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
 from infra.publish import make_dead_letter
-from pipelines.io.kafka_source import KafkaMessage, PartitionSpec, ReadKafkaPartitions
+from pipelines.io.kafka_source import KafkaMessage, ReadKafkaPartitions
+from pipelines.stream.manifest import ShardManifest
 from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
 from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
@@ -319,19 +320,19 @@ def _read_state_rows(path: str, owned: frozenset[int] | None):
 class PartitionWatermarks(beam.PTransform):
     """Per Kafka partition: max sensor-block end time so far (previous batches + this one).
 
-    Input: ``(partition, [(offset, block end us)])`` (one per partition and bundle, from DecodeValidate).
+    Input: ``(partition, [(offset, block end us)])`` (one per partition and bundle, from DecodeValidate);
+    ``previous``: a PCollection of ``(partition, max block end us)`` of the batches before.
     """
 
-    def __init__(self, previous: dict[int, int]):
+    def __init__(self, previous):
         super().__init__()
         self.previous = previous
 
     def expand(self, ends):
-        prev = [(int(p), int(v)) for p, v in self.previous.items()]
         return (
             (
                 ends | "BundleMax" >> beam.MapTuple(lambda part, pairs: (part, max(e for _, e in pairs))),
-                ends.pipeline | "PreviousMaxima" >> beam.Create(prev),
+                self.previous,
             )
             | "MergeMaxima" >> beam.Flatten()
             | "MaxPerPartition" >> beam.CombinePerKey(max)
@@ -354,11 +355,12 @@ class PartitionEndsIndex(beam.PTransform):
 
 
 class LatestProfiles(beam.PTransform):
-    """Runner profiles (this batch + the current lake table) -> one RUNNERS row per runner (latest)."""
+    """Runner profiles (this batch + ``existing``, a PCollection of the current lake table's RUNNERS
+    rows) -> one RUNNERS row per runner (latest)."""
 
-    def __init__(self, existing_rows: list[dict]):
+    def __init__(self, existing):
         super().__init__()
-        self.existing_rows = existing_rows
+        self.existing = existing
 
     def expand(self, profiles):
         def row(p: RunnerProfile) -> dict:
@@ -374,9 +376,8 @@ class LatestProfiles(beam.PTransform):
                 "profile_seq": p.seq,
             }
 
-        existing = profiles.pipeline | "ExistingRunners" >> beam.Create(self.existing_rows)
         return (
-            (profiles | "ProfileRow" >> beam.Map(row), existing)
+            (profiles | "ProfileRow" >> beam.Map(row), self.existing)
             | "AllProfiles" >> beam.Flatten()
             | "ByRunner" >> beam.Map(lambda r: (r["runner_id"], r))
             | "Latest"
@@ -388,62 +389,56 @@ class LatestProfiles(beam.PTransform):
 class StrideFeatureBatch(beam.PTransform):
     """The whole bounded batch: Kafka ranges + carry-over state -> tagged output PCollections.
 
-    Table outputs (strides, watch_records, sessions, dead_letters, runners, state) carry **lists of
-    rows** (one list per session or bundle); ``partition_max`` carries ``(partition, max block end)``.
-    ``state_files`` are the previous batch's carry-over files (read inside the pipeline); of them only
-    the keys whose home partition is in ``owned_partitions`` are processed (``None``: all keys), so
-    shards that split a batch by partition index never share a key.
+    Every per-batch input comes from the :class:`~pipelines.stream.manifest.ShardManifest` at
+    ``manifest_path``, read when the pipeline runs, so one built pipeline serves every batch of a
+    shard. Table outputs (strides, watch_records, sessions, dead_letters, runners, state) carry
+    **lists of rows** (one list per session or bundle); ``partition_max`` carries ``(partition, max
+    block end)``. Of the previous batch's carry-over files only the keys whose home partition the
+    shard owns are processed, so shards that split a batch by partition index never share a key.
     """
 
     def __init__(
-        self,
-        specs: list[PartitionSpec],
-        state_files: list[str],
-        owned_partitions: frozenset[int] | None,
-        previous_partition_max: dict[int, int],
-        existing_runners: list[dict],
-        params: StreamParams,
-        now_us: int | None = None,
-        reader: str = "python",
+        self, manifest_path: str, params: StreamParams, now_us: int | None = None, reader: str = "python"
     ):
         super().__init__()
         self.reader = reader
-        self.specs = specs
-        self.state_files = list(state_files)
-        self.owned_partitions = owned_partitions
-        self.previous_partition_max = previous_partition_max
-        self.existing_runners = existing_runners
+        self.manifest_path = str(manifest_path)
         self.params = params
         self.now_us = now_us
 
     def expand(self, pbegin):
         p = pbegin.pipeline if hasattr(pbegin, "pipeline") else pbegin
         lateness = int(self.params.allowed_lateness_s * 1e6)
+        manifest = (
+            p
+            | "Manifest" >> beam.Create([self.manifest_path])
+            | "ReadManifest" >> beam.Map(ShardManifest.read)
+        )
         if self.reader == "java":  # cross-language ReadFromKafka (needs Java + expansion service)
             from pipelines.io.kafka_source import read_java
 
+            specs = ShardManifest.read(self.manifest_path).specs  # fixed when built: rebuilt per batch
             msgs = read_java(
                 p,
-                self.specs[0].bootstrap,
-                sorted({s.topic for s in self.specs}),
-                max_num_records=sum(s.stop - s.start for s in self.specs),
+                specs[0].bootstrap,
+                sorted({s.topic for s in specs}),
+                max_num_records=sum(s.stop - s.start for s in specs),
             )
         else:
             msgs = (
-                p
-                | "PartitionRanges" >> beam.Create(self.specs)
+                manifest
+                | "PartitionRanges" >> beam.FlatMap(lambda m: m.specs)
                 | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
             )
         decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
             "dead", "profiles", "upstream_dead", "ends", main="items"
         )
-        maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(self.previous_partition_max)
+        previous = manifest | "PreviousMaxima" >> beam.FlatMap(lambda m: m.previous_partition_max.items())
+        maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(previous)
         wm = maxima | "MinusLateness" >> beam.MapTuple(lambda part, v: (part, v - lateness))
         ends_index = decoded.ends | "PartitionEndsIndex" >> PartitionEndsIndex()
-        state = (
-            p
-            | "CarryOverStateFiles" >> beam.Create(self.state_files)
-            | "ReadCarryOver" >> beam.FlatMap(_read_state_rows, self.owned_partitions)
+        state = manifest | "ReadCarryOver" >> beam.FlatMap(
+            lambda m: (row for path in m.state_files for row in _read_state_rows(path, m.owned_partitions))
         )
         processed = (
             {"items": decoded.items, "state": state}
@@ -456,7 +451,8 @@ class StrideFeatureBatch(beam.PTransform):
         dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
         runners = (
             decoded.profiles
-            | "LatestProfiles" >> LatestProfiles(self.existing_runners)
+            | "LatestProfiles"
+            >> LatestProfiles(manifest | "ExistingRunners" >> beam.FlatMap(lambda m: m.existing_runners))
             | "RunnerRowList" >> beam.Map(lambda row: [row])
         )
         return {

@@ -16,12 +16,17 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     survives ``exec``). The parent here is the thread that forked: start such children from the main
     thread.
     """
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig))  # Linux: always present
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def _glibc_function(name: str):
+    """``name`` from glibc, or ``None`` where the C library is another one (no such symbol)."""
+    return getattr(ctypes.CDLL(None), name, None)
 
 
 def keep_freed_memory(
@@ -37,9 +42,8 @@ def keep_freed_memory(
     (bounded by its own peak; :func:`release_freed_memory` hands it back between tasks). Returns
     ``False`` where glibc's ``mallopt`` is not available.
     """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     return all(
         mallopt(option, value) == 1
@@ -58,9 +62,8 @@ def release_freed_memory() -> bool:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    try:
-        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = _glibc_function("malloc_trim")
+    if malloc_trim is None:
         return False
     malloc_trim(0)
     return True

@@ -134,14 +134,18 @@ class _WriteTablesFn(beam.DoFn):
         self.tables = tables
         self.manifest_path = manifest_path
 
+    def start_bundle(self):
+        self._manifest = None
+        if self.manifest_path is not None:  # {staging}/{batch}/{shard} of this run, read once
+            from pipelines.stream.manifest import ShardManifest
+
+            self._manifest = ShardManifest.read(self.manifest_path)
+
     def process(self, element):
         name, chunks = element
         kind, args = self.tables[name]
-        if self.manifest_path is not None:  # {staging}/{batch}/{shard} of this run
-            from pipelines.stream.manifest import ShardManifest
-
-            manifest = ShardManifest.read(self.manifest_path)
-            args = tuple(manifest.fill(a) for a in args)
+        if self._manifest is not None:
+            args = tuple(self._manifest.fill(a) for a in args)
         if kind == "parquet":  # chunks are row lists or Arrow tables of the table's schema
             schema = args[1]
             parts = [c if isinstance(c, pa.Table) else pa.Table.from_pylist(c, schema=schema) for c in chunks]

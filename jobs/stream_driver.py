@@ -77,6 +77,8 @@ CO_PARTITIONED_KEYS = ("sensor_blocks", "watch_records", "sessions")
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
+#: checkpoints before version 3 carried session state in another format (its sessions restart)
+CHECKPOINT_VERSION = 3
 #: how far behind the planning clock a caught-up batch puts its record-time watermark (producers'
 #: clocks and messages still in flight when the high watermarks were read)
 WATERMARK_MARGIN_S = 10.0
@@ -143,8 +145,16 @@ def checkpoint_path(paths: Paths) -> Path:
 def load_checkpoint(paths: Paths) -> dict:
     path = checkpoint_path(paths)
     if not path.exists():
-        return {"version": 3, "batch": 0, "offsets": {}, "published": True, "staged": []}
-    return json.loads(path.read_text())
+        return {"version": CHECKPOINT_VERSION, "batch": 0, "offsets": {}, "published": True, "staged": []}
+    ckpt = json.loads(path.read_text())
+    if ckpt.get("version", 1) < CHECKPOINT_VERSION and ckpt.get("published", True) is False:
+        raise RuntimeError(
+            f"{path} was written by an older gluteflow whose batch was not published; finish it with that "
+            "version, or start from a fresh --data-dir"
+        )
+    if ckpt.get("version", 1) < CHECKPOINT_VERSION:  # its carry-over files are of the old format
+        ckpt = {**ckpt, "state_files": [], "state_file": None}
+    return ckpt
 
 
 def write_checkpoint(paths: Paths, ckpt: dict) -> None:
@@ -518,7 +528,7 @@ def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan, pool: Executor |
     if messages:
         avg = int(0.5 * avg + 0.5 * nbytes / messages) if ckpt.get("avg_bytes") else int(nbytes / messages)
     new = {
-        "version": 3,
+        "version": CHECKPOINT_VERSION,
         "batch": batch,
         "offsets": plan.offsets,
         "state_files": [f"staging/{batch}/carry-{sh.index}.arrow" for sh in shards],

@@ -71,6 +71,7 @@ from schemas.events import (
 
 INF = np.iinfo(np.int64).max // 4
 AUX_MARGIN_US = 1_000_000
+RECENT_IC_KEEP_US = 5_000_000  # other-foot ICs kept before the earliest stride still buffered
 IMU_ORDER = tuple(IMU_CHANNELS)  # acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z
 EMG_ORDER = tuple(EMG_CHANNELS)
 
@@ -222,7 +223,7 @@ class SessionState:
     #: sensors the start marker announced (``None``: no marker yet) and those given up as absent
     expected_sensors: tuple[str, ...] | None = None
     absent_sensors: set[str] = field(default_factory=set)
-    recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> last emitted ICs
+    recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> its recent final ICs
     emg_ref: dict[str, list[float]] = field(default_factory=dict)  # "<muscle>_<side>" -> first N means
     strides_emitted: int = 0
     closed: bool = False
@@ -744,6 +745,18 @@ def _aux_ready_us(state: SessionState, sensor: str, params: StreamParams) -> int
     return min(_aux_final_us(u, params) - u.clock_offset_us for u in units)
 
 
+def _remember_ics(state: SessionState, det: dict[str, FootDetection]) -> None:
+    """Keep every final IC of each foot from a little before the earliest pending stride on: a
+    stride's flight time needs the other foot's IC inside it, which may be final (and its samples
+    trimmed) long before the stride itself is emitted."""
+    starts = [int(d.ic_us.min()) for d in det.values() if len(d.ic_us)]
+    for side, d in det.items():
+        ics = np.unique(np.concatenate([np.asarray(state.recent_ic_us.get(side, []), np.int64), d.all_ic_us]))
+        if len(ics):
+            keep_from = min(starts, default=int(ics[-1])) - RECENT_IC_KEEP_US
+            state.recent_ic_us[side] = [int(x) for x in ics[ics >= keep_from]]
+
+
 def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool) -> None:
     if state.start_us is None and not closing:
         return  # elapsed time and clock alignment need the fixed start
@@ -755,6 +768,7 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
     # past its next IC (onset search, interpolation), hence the margin
     aux_final = min(_aux_ready_us(state, s, params) for s in ("pelvis_imu", "emg")) - AUX_MARGIN_US
     first_unemitted: list[int] = []  # session clock
+    _remember_ics(state, det)
     for side in ("left", "right"):
         if side not in det:
             continue
@@ -775,13 +789,7 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
             sel.append(k)
         if sel:
             sel_a = np.asarray(sel)
-            other_ic = None
-            if other is not None:
-                other_ic = np.unique(
-                    np.concatenate(
-                        [np.asarray(state.recent_ic_us.get(other_side, []), np.int64), other.all_ic_us]
-                    )
-                )
+            other_ic = np.asarray(state.recent_ic_us[other_side], np.int64) if other is not None else None
             rows = assemble(
                 state,
                 side,
@@ -797,9 +805,6 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
             out.strides.extend(rows)
             out.count("strides_out", len(rows))
             unit.last_emitted_ic_us = int(d.ic_us[sel_a].max())
-            recent = state.recent_ic_us.setdefault(side, [])
-            recent.extend(int(x) for x in d.ic_us[sel_a])
-            del recent[:-8]
         # bounded tail: keep from the last emitted IC (minus pre_s); drop idle stretches
         keep = unit.last_emitted_ic_us - int(params.pre_s * 1e6)
         if len(unit.times_us):

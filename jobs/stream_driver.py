@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -63,13 +62,13 @@ from infra import topics
 from infra.kafka_io import make_consumer, make_producer
 from infra.procs import die_with_parent
 from infra.settings import Paths
-from pipelines.io.kafka_source import PartitionSpec, ReadKafkaPartitions
+from pipelines.io.kafka_sink import topic_messages
+from pipelines.io.kafka_source import CAUGHT_UP_WATERMARK_LAG_S, PartitionSpec, ReadKafkaPartitions
 from pipelines.io.parquet_sink import WriteTables, read_state_file, read_state_keys
 from pipelines.lake import read_table
 from pipelines.stream.sessionize import StreamParams
-from pipelines.stream.transforms import LatestProfiles, SessionStrides, restore_element
-from schemas.codec import encode_record
-from schemas.tables import DEAD_LETTERS, RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
+from pipelines.stream.transforms import OUTPUT_TABLES, LatestProfiles, RestoredSnapshots, SessionStrides
+from schemas.tables import RUNNERS
 
 INPUT_TOPIC_KEYS = ("sensor_blocks", "watch_records", "sessions", "runner_profiles", "dead_letters")
 # keyed by runner id with one partition count: partition index p of each holds the same runners
@@ -79,15 +78,6 @@ DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
 #: checkpoints before version 3 carried session state in another format (its sessions restart)
 CHECKPOINT_VERSION = 3
-#: how far behind the planning clock a caught-up batch puts its record-time watermark (producers'
-#: clocks and messages still in flight when the high watermarks were read)
-WATERMARK_MARGIN_S = 10.0
-OUTPUT_TABLES = {
-    "strides": (STRIDES, ("runner_id", "ic_time")),
-    "watch_records": (WATCH_RECORDS, ("runner_id", "timestamp")),
-    "sessions": (SESSIONS, ("runner_id", "timestamp")),
-    "dead_letters": (DEAD_LETTERS, ("dead_letter_id",)),
-}
 
 
 @dataclass
@@ -174,35 +164,10 @@ def write_checkpoint(paths: Paths, ckpt: dict) -> None:
         os.close(fd)
 
 
-def _arrow_rows_for_topic(table: pa.Table) -> list[dict]:
-    """Lake rows -> Avro records (timestamps as int microseconds, date as days)."""
-    cols = {}
-    for name in table.column_names:
-        col = table[name]
-        if pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        elif pa.types.is_date32(col.type):
-            col = col.cast(pa.int32())
-        cols[name] = col
-    return pa.table(cols).to_pylist()
-
-
 def _shard_of_file(rel: str) -> int:
     """Shard index from a staged file name ``part-<batch>-<shard>.parquet`` (0 for other names)."""
     parts = Path(rel).stem.split("-")
     return int(parts[2]) if len(parts) == 3 and parts[0] == "part" else 0
-
-
-_DEAD_LETTER_KEYS = (
-    "runner_id",
-    "device_id",
-    "session_id",
-    "seq",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "source_file",
-)
 
 
 def _publish_files(bootstrap: str, files: list[Path]) -> None:
@@ -210,32 +175,8 @@ def _publish_files(bootstrap: str, files: list[Path]) -> None:
     producer = make_producer(bootstrap, client_id="gluteflow-stream")
     try:
         for dst in files:
-            table_name = dst.parent.parent.name
-            if table_name == "strides":
-                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
-                    rec["date"] = (rec["ic_time"] // 86_400_000_000) if rec.get("ic_time") is not None else 0
-                    producer.send(
-                        topics.topic("strides"),
-                        key=rec["runner_id"].encode(),
-                        value=encode_record("stride", rec),
-                    )
-            elif table_name == "dead_letters":
-                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
-                    if rec["stage"] != "stream":
-                        continue
-                    letter = {
-                        "reason": rec["reason"],
-                        "detail": rec["detail"],
-                        "stage": rec["stage"],
-                        "original": rec["original"],
-                        "dead_lettered_at_us": rec["dead_lettered_at"],
-                        **{k: rec[k] for k in _DEAD_LETTER_KEYS},
-                    }
-                    producer.send(
-                        topics.topic("dead_letters"),
-                        key=(rec["runner_id"] or rec["reason"]).encode(),
-                        value=encode_record("dead_letter", letter),
-                    )
+            for topic, key, value in topic_messages(dst.parent.parent.name, pq.read_table(dst)):
+                producer.send(topic, key=key, value=value)
         producer.flush()
     finally:
         producer.close()
@@ -386,7 +327,7 @@ def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
         specs.append(PartitionSpec(opts.bootstrap, name, p, s, stop, opts.split_offsets))
         offsets.setdefault(name, {})[str(p)] = stop
     caught_up = total <= budget
-    watermark = planned_at_us - int(WATERMARK_MARGIN_S * 1e6) if caught_up else 0
+    watermark = planned_at_us - int(CAUGHT_UP_WATERMARK_LAG_S * 1e6) if caught_up else 0
     return BatchPlan(specs, offsets, total, counts, watermark)
 
 
@@ -423,7 +364,7 @@ def _restore_rows(paths: Paths, ckpt: dict, owned: frozenset[int] | None) -> lis
     for path in _previous_state_files(paths, ckpt):
         for runner, session, part, blob in read_state_file(Path(path)):
             if owned is None or part in owned or (part < 0 and 0 in owned):
-                rows.append(restore_element(runner, session, blob))
+                rows.append((runner, session, part, blob))
     return rows
 
 
@@ -442,7 +383,7 @@ def _shard_pipeline(
     msgs = (
         p | "PartitionRanges" >> beam.Create(shard.specs) | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
     )
-    restored = p | "Snapshots" >> beam.Create(restore)
+    restored = p | "Snapshots" >> RestoredSnapshots(restore)
     out = msgs | "SessionStrides" >> SessionStrides(
         opts.params, event_time_cap_us=plan.watermark_us, restore=restored
     )

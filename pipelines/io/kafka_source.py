@@ -47,6 +47,9 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 from infra.kafka_io import make_consumer
 
 UNBOUNDED_STOP = sys.maxsize
+#: a partition read to its end holds the record-time watermark this far behind the clock: producers'
+#: clocks and messages still in flight (the micro-batch executor uses the same margin)
+CAUGHT_UP_WATERMARK_LAG_S = 10.0
 
 
 class PartitionSpec(NamedTuple):
@@ -161,6 +164,11 @@ class ReadKafkaPartitionsFn(beam.DoFn):
             records = batch.get(tp, [])
             if not records:
                 if not bounded:  # hand the rest back to the runner, to be resumed after the interval
+                    caught_up = consumer.highwater(tp) is not None and consumer.position(
+                        tp
+                    ) >= consumer.highwater(tp)
+                    if caught_up:  # an idle partition must not hold the watermark back forever
+                        watermark.observe_timestamp(Timestamp.now() - CAUGHT_UP_WATERMARK_LAG_S)
                     tracker.defer_remainder(Duration.of(self.poll_interval_s))
                     return
                 idle += 1

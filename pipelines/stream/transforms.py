@@ -44,13 +44,20 @@ from pipelines.stream.sessionize import INF, Item, Output, SessionState, StreamP
 from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
-from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
+from schemas.tables import DEAD_LETTERS, SESSIONS, STRIDES, WATCH_RECORDS
 from schemas.validate import Rejection, check, check_block_bodies, check_block_header
 
 NS = "stream"
 STAGE = "stream"
 KIND_OF = {SensorBlock: "sensor_block", WatchRecord: "watch_record", SessionMarker: "session_marker"}
 RESTORE = "restore"  # entry kind of a snapshot fed back by the micro-batch executor
+#: the composite's lake tables: schema and sort order of their files (both executions write these)
+OUTPUT_TABLES = {
+    "strides": (STRIDES, ("runner_id", "ic_time")),
+    "watch_records": (WATCH_RECORDS, ("runner_id", "timestamp")),
+    "sessions": (SESSIONS, ("runner_id", "timestamp")),
+    "dead_letters": (DEAD_LETTERS, ("dead_letter_id",)),
+}
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:
@@ -281,6 +288,7 @@ def _outputs(out: Output, dead: list[dict]):
         yield pvalue.TaggedOutput("dead", dead)
 
 
+@beam.typehints.with_input_types(tuple[tuple[str, str], bytes])  # a deterministic key coder for state
 class ProcessSessionsFn(beam.DoFn):
     """``((runner, session), pickled entry list)`` -> strides | watch | sessions | dead | snapshot.
 
@@ -411,7 +419,9 @@ class SessionStrides(beam.PTransform):
         self.restore = restore
 
     def expand(self, msgs):
-        decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
+        # the key's type makes its coder deterministic, as a stateful DoFn's must be
+        decode = beam.ParDo(DecodeValidateFn(self.now_us)).with_output_types(tuple[tuple[str, str], bytes])
+        decoded = msgs | "DecodeValidate" >> decode.with_outputs(
             "dead", "profiles", "upstream_dead", main="items"
         )
         keyed = decoded.items
@@ -431,9 +441,16 @@ class SessionStrides(beam.PTransform):
         }
 
 
-def restore_element(runner_id: str, session_id: str, snapshot: bytes):
-    """A snapshot row as input of :class:`SessionStrides` (its entries are re-buffered as they were)."""
-    return beam.window.TimestampedValue(((runner_id, session_id), snapshot), Timestamp(0))
+class RestoredSnapshots(beam.PTransform):
+    """Snapshot rows ``(runner, session, home partition, snapshot bytes)`` of the previous micro-batch
+    -> input elements of :class:`SessionStrides` (their entries are buffered again as they were)."""
+
+    def __init__(self, rows: list[tuple[str, str, int, bytes]]):
+        super().__init__()
+        self.rows = [((r, s), blob) for r, s, _, blob in rows]
+
+    def expand(self, pbegin):
+        return pbegin | "Create" >> beam.Create(self.rows).with_output_types(tuple[tuple[str, str], bytes])
 
 
 class LatestProfiles(beam.PTransform):

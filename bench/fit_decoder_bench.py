@@ -28,7 +28,9 @@ def _cases() -> list[tuple[str, bytes, str]]:
             verdict = "corrupt" if any(k in path.name for k in ("crc", "corrupt", "eof")) else "valid"
             cases.append((path.name, path.read_bytes(), verdict))
         run = (FIT_DIR / "garmin-fenix-5-run.fit").read_bytes()
-        cases.append(("fenix-5 run, header CRC 0", recompute_file_crc(run[:12] + b"\0\0" + run[14:]), "valid"))
+        cases.append(
+            ("fenix-5 run, header CRC 0", recompute_file_crc(run[:12] + b"\0\0" + run[14:]), "valid")
+        )
     compressed, _ = compressed_run()
     cases += [
         ("crafted: compressed timestamps", compressed, "valid"),

@@ -6,11 +6,11 @@ import re
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
 from infra.settings import ENV_BOOTSTRAP, Paths
 from infra.topics import ENV_TOPIC_PREFIX
+from pipelines.catalog.builder import connect_catalog
 
 
 def _alive(pid: int) -> bool:
@@ -41,7 +41,7 @@ def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, mon
     assert not _alive(int(started.group(1)))
     assert not (paths.broker_dir / "broker.json").exists()
 
-    con = duckdb.connect(str(paths.catalog), read_only=True)
+    con = connect_catalog(paths.catalog)
     n = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("strides", "daily", "injury_risk", "runners")

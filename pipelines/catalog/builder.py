@@ -45,7 +45,7 @@ STAGING = (
     "stg_watch_records",
 )
 #: marts in build order (runners first: the others join it)
-MARTS = ("runners", "strides", "daily", "injury_risk", "dead_letters", "cohorts")
+MARTS = ("runners", "strides", "daily", "injury_risk", "dead_letters", "cohorts", "watch_developer_fields")
 
 
 def _daily_schema() -> pa.Schema:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -32,8 +33,13 @@ def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, mon
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # a normal run prints no stack trace and no library log noise, and its tables fit 80 columns
+    for noise in ("Traceback", "WARNING", "ERROR", "apitools", "kafka.", "great_expectations"):
+        assert noise not in proc.stdout + proc.stderr, noise
+    assert "…" not in proc.stdout, [line for line in proc.stdout.splitlines() if "…" in line][:5]
 
     # the broker this run started (its pid is printed first) is gone, and its state file with it
     started = re.search(r"embedded Tansu, pid (\d+)", proc.stdout)

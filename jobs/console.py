@@ -61,7 +61,9 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers = [handler]  # also stops logging.warning() from installing its own basicConfig
-    root.setLevel(level if level in logging.getLevelNamesMapping() else logging.WARNING)
+    threshold = level if level in logging.getLevelNamesMapping() else logging.WARNING
+    root.setLevel(threshold)
+    handler.setLevel(threshold)  # libraries that set their own loggers to INFO still stop here
     if level:
         return
     handler.addFilter(_not_library_root_record)

@@ -101,6 +101,13 @@ def _pattern(glute: float, glute_base: float, cohort_glute: float, shares: dict[
     return text
 
 
+def _median(values) -> float:
+    """Median of the finite values, NaN when there are none (a cohort without that sensor)."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(np.median(arr)) if arr.size else float("nan")
+
+
 def _onset(inv: float | None, inv_base: float | None) -> str:
     """Recruitment order in words from the share of strides where hamstrings fire before the glutes."""
     if inv is None or not np.isfinite(inv):
@@ -120,9 +127,9 @@ def compensation_profiles(
     rows = group.sort_values("runner_id").to_dict("records")
     glute_now = np.array([_share(r, "glute_deficit", "recent") for r in rows])
     cohort = {
-        "glute": float(np.nanmedian(glute_now)) if np.isfinite(glute_now).any() else float("nan"),
-        "drop": float(np.nanmedian([r.get("pelvic_drop_recent", np.nan) for r in rows])) if rows else np.nan,
-        "asym": float(np.nanmedian([r.get("asymmetry_recent", np.nan) for r in rows])) if rows else np.nan,
+        "glute": _median(glute_now),
+        "drop": _median([r.get("pelvic_drop_recent", np.nan) for r in rows]),
+        "asym": _median([r.get("asymmetry_recent", np.nan) for r in rows]),
     }
     glute_series = _daily_series(history, "glute_share", report_date, n_days)
     comp_series = _daily_series(history, "compensation_score", report_date, n_days)

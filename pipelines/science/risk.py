@@ -667,7 +667,9 @@ def _why_one(key: str, f: dict, worn: set[str], report_date: dt.date, p: RiskPar
             f"too few good strides ({int(f.get('recent_strides', 0))} in the last {p.recent_days} days)",
         )
     labels = " or ".join(SENSOR_LABELS.get(x, x) for x in needs) or "the daily data"
-    return out("data_quality", f"no usable value from {labels} in the last {p.recent_days} days (data quality)")
+    return out(
+        "data_quality", f"no usable value from {labels} in the last {p.recent_days} days (data quality)"
+    )
 
 
 def explain_not_computable(

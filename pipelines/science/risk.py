@@ -607,6 +607,22 @@ DRIVER_SENSORS: dict[str, tuple[str, ...]] = {
 MIN_RECENT_STRIDES = 200
 
 
+def _why_load(key: str, f: dict, ran_recently: bool, p: RiskParams, out) -> dict:  # noqa: ANN001
+    """The reason for the load drivers (spike, ACWR): no recent run, short history, or missing data."""
+    if not ran_recently:
+        return out("no_recent_run", f"no run in the last {p.recent_days} days")
+    have = int(min(f.get("history_days", 0) - 1, p.spike_lookback_days))
+    if key == "distance_spike" and have < p.spike_min_history_days:
+        return out(
+            "history",
+            f"not enough history: {max(have, 0)} of the {p.spike_min_history_days} days of the previous "
+            f"{p.spike_lookback_days} needed",
+            p.spike_min_history_days - have,
+        )
+    what = "heart-rate load" if key == "acwr" else "run distance"
+    return out("data_quality", f"no {what} recorded in the last {p.recent_days} days")
+
+
 def _why_one(key: str, f: dict, worn: set[str], report_date: dt.date, p: RiskParams) -> dict:
     """The true reason why driver ``key`` has no value for one runner (``f``: its feature row)."""
 
@@ -621,24 +637,8 @@ def _why_one(key: str, f: dict, worn: set[str], report_date: dt.date, p: RiskPar
     ran_recently = (
         f.get("last_run_offset", -1) is not None and 0 <= f.get("last_run_offset", -1) < p.recent_days
     )
-    if key == "distance_spike" or key == "acwr":
-        if not ran_recently:
-            return out("no_recent_run", f"no run in the last {p.recent_days} days")
-        have = int(min(f.get("history_days", 0) - 1, p.spike_lookback_days))
-        if key == "distance_spike" and have < p.spike_min_history_days:
-            ready_in = p.spike_min_history_days - have
-            return out(
-                "history",
-                f"not enough history: {max(have, 0)} of the {p.spike_min_history_days} days of the previous "
-                f"{p.spike_lookback_days} needed",
-                ready_in,
-            )
-        return out(
-            "data_quality",
-            "no heart-rate load recorded in the last 7 days"
-            if key == "acwr"
-            else "the last runs have no distance",
-        )
+    if key in ("distance_spike", "acwr"):
+        return _why_load(key, f, ran_recently, p, out)
     needs = DRIVER_SENSORS.get(key, ())
     metric = next((m for m, k in TREND_METRICS.items() if k == key), key)
     has_sensor = bool(worn & set(needs)) or bool(f.get(f"{metric}_ever", False))

@@ -77,8 +77,8 @@ STORIES: tuple[Story, ...] = (
         ramp_to=dict(
             pelvic_drop_deg=10.5,
             knee_valgus=0.6,
-            glute_underactivation_left=0.45,
-            glute_underactivation_right=0.6,
+            glute_underactivation_left=0.6,
+            glute_underactivation_right=0.7,
         ),
     ),
     Story(

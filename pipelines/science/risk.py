@@ -435,7 +435,13 @@ def _reason(key: str, spec: DriverSpec, value: float, baseline: float, change: f
             return f"step rate {value:.0f} spm, {change:.0f} % below your 4-week baseline of {baseline:.0f}"
         return f"low step rate {value:.0f} spm"
     trend = "up" if change >= 0 else "down"
-    return f"{spec.label} {trend} {abs(change):.0f} % on your 4-week baseline"
+    text = f"{spec.label} {trend} {abs(change):.0f} % on your 4-week baseline"
+    if key not in (*SHARE_TRENDS, "impact_loading") and np.isfinite(value) and np.isfinite(baseline):
+        # the values themselves: a large % on a near-zero baseline means little on its own (impact:
+        # its daily value is g or m/s² depending on the source, see pipelines/nightly/inputs.py)
+        unit = f" {spec.unit}" if spec.unit else ""
+        text += f" ({value:.3g}{unit} vs {baseline:.3g}{unit})"
+    return text
 
 
 def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> pd.DataFrame:

@@ -1,7 +1,10 @@
-"""FIT file import: decode with Garmin's SDK, turn running sessions into WatchRecords + SessionMarkers, publish.
+"""FIT file import: decode per the FIT protocol, turn running sessions into WatchRecords + SessionMarkers, publish.
 
-A file is decoded **completely** before anything is published: a corrupt file (bad header, CRC error, unexpected
-end of file) publishes nothing but one ``corrupt_file`` dead letter carrying the file's bytes.
+Decoder: fitdecode (chosen by measurement over Garmin's Python SDK, see docs/fit.md): header CRC 0x0000
+("not computed"), compressed-timestamp record headers, chained files and multisport activities are accepted;
+names and units are Garmin's profile. A file is decoded **completely** before anything is published: a corrupt
+file (bad header, CRC error, unexpected end of file) publishes nothing but one ``corrupt_file`` dead letter
+carrying the file's bytes.
 
 Determinism (re-importing a file is idempotent downstream):
 
@@ -64,7 +67,7 @@ class FitDecodeError(ValueError):
 
 
 def to_us(value: Any) -> int | None:
-    """A FIT timestamp (datetime from the SDK, or raw seconds since the FIT epoch) as int microseconds UTC."""
+    """A FIT timestamp (datetime from the decoder, or raw seconds since the FIT epoch) as int microseconds UTC."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -77,7 +80,7 @@ def to_us(value: Any) -> int | None:
 
 
 def _num(value: Any) -> float | None:
-    """A finite number or None (the SDK yields None / lists / strings for invalid or unusual values)."""
+    """A finite number or None (the decoder yields None / tuples / strings for invalid or unusual values)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)

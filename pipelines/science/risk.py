@@ -243,6 +243,10 @@ SHARE_TRENDS: dict[str, tuple[float, float]] = {
     "hamstring_dominance": (HAMSTRING_SHARE_REF, 1.0),
 }
 
+#: metrics that are a fraction of strides (0..1): a ratio against a baseline of 0 (no inversion at all) is
+#: undefined, so their change is the difference in fraction points: 0.15 = 15 percentage points
+FRACTION_TRENDS: frozenset[str] = frozenset({"recruitment_inversion"})
+
 LEVELS = ("low", "elevated", "high")
 
 
@@ -435,6 +439,8 @@ def _reason(key: str, spec: DriverSpec, value: float, baseline: float, change: f
             return f"step rate {value:.0f} spm, {change:.0f} % below your 4-week baseline of {baseline:.0f}"
         return f"low step rate {value:.0f} spm"
     trend = "up" if change >= 0 else "down"
+    if key in FRACTION_TRENDS:
+        return f"{spec.label} in {value:.0%} of strides, {baseline:.0%} on your 4-week baseline"
     text = f"{spec.label} {trend} {abs(change):.0f} % on your 4-week baseline"
     if key not in (*SHARE_TRENDS, "impact_loading") and np.isfinite(value) and np.isfinite(baseline):
         # the values themselves: a large % on a near-zero baseline means little on its own (impact:
@@ -493,6 +499,8 @@ def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> 
                 ref, sign = SHARE_TRENDS[metric]
                 share_base = ref + sign * base
                 rel = np.where(share_base > 1e-9, (rec - base) / share_base, np.nan)
+            elif metric in FRACTION_TRENDS:
+                rel = rec - base
             else:
                 rel = np.where(np.abs(base) > 1e-9, rec / base - 1.0, np.nan)
         worse = -rel if spec.lower_is_worse else rel

@@ -60,7 +60,9 @@ def configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers = [handler]  # also stops logging.warning() from installing its own basicConfig
+    # replace a plain stderr handler an early logging.warning() installed (basicConfig); keep others
+    # (e.g. a test runner's capture handlers). A handler on root also stops later basicConfig calls.
+    root.handlers = [h for h in root.handlers if type(h) is not logging.StreamHandler] + [handler]
     threshold = level if level in logging.getLevelNamesMapping() else logging.WARNING
     root.setLevel(threshold)
     handler.setLevel(threshold)  # libraries that set their own loggers to INFO still stop here

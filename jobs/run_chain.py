@@ -57,6 +57,7 @@ def plan_steps(
     fit_files: list[Path],
     duration_scale: float,
     block_s: int,
+    stories: bool = True,
 ) -> list[Step]:
     last = start + dt.timedelta(days=days - 1)
     steps = [
@@ -77,6 +78,7 @@ def plan_steps(
                 str(duration_scale),
                 "--block-seconds",
                 str(block_s),
+                "--stories" if stories else "--no-stories",
             ],
         ),
     ]
@@ -109,6 +111,7 @@ def run_chain(
     duration_scale: float = 1.0,
     block_s: int = 1,
     say: Callable[[str], None] = print,
+    stories: bool = True,
 ) -> ChainResult:
     """Run every step; raise RuntimeError naming the step that failed. Stops the broker it started."""
     result = ChainResult()
@@ -119,7 +122,7 @@ def run_chain(
         where = "external cluster" if info.external else f"embedded Tansu, pid {info.pid}"
         say(f"[bold]broker[/] {info.bootstrap} ({where})")
         topics.apply(info.bootstrap)
-        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s):
+        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s, stories):
             say(f"\n[bold cyan]== {step.name}[/]  gluteflow {' '.join(step.args)[:160]}")
             t0 = time.perf_counter()
             code = subprocess.call(exe + step.args, env=env)

@@ -287,16 +287,12 @@ def test_huge_corrupt_file_original_is_capped():
     assert "truncated" in letter.detail and "big.fit" in letter.detail
 
 
-def test_stryd_developer_fields_selectable_from_the_catalog(paths):
-    """Developer fields keep their names and units in the lake's watch_records and reach SQL."""
-    import datetime as dt
-
-    import pyarrow as pa
-
+def test_stryd_developer_fields_selectable_from_the_catalog(kafka, paths):
+    """Developer fields keep their names and units through the whole chain: import-fit -> Kafka ->
+    the stream job -> the lake's watch_records -> the catalog's SQL."""
     from jobs.fit_import import session_events
-    from pipelines import lake
+    from jobs.stream_driver import StreamOptions, run
     from pipelines.catalog.builder import build_catalog, connect_catalog
-    from schemas.tables import WATCH_RECORDS
 
     path = fit("developer-types-sample.fit")
     decoded = parse_fit(path.read_bytes(), str(path))
@@ -306,15 +302,8 @@ def test_stryd_developer_fields_selectable_from_the_catalog(paths):
         for e in session_events(decoded, s, "r")
         if isinstance(e, WatchRecord)
     ]
-    # rows by the lake contract, as the stream job writes them (the event's fields, date = UTC date)
-    rows = [
-        {**{f: getattr(r, f) for f in WATCH_RECORDS.names if hasattr(r, f)}, "timestamp": r.timestamp_us}
-        | {"date": dt.datetime.fromtimestamp(r.timestamp_us / 1e6, UTC).date()}
-        for r in records
-    ]
-    for day in sorted({row["date"] for row in rows}):
-        part = pa.Table.from_pylist([row for row in rows if row["date"] == day], schema=WATCH_RECORDS)
-        lake.replace_partition(part, paths.table("watch_records"), {"date": day})
+    assert run_cli("import-fit", str(path), "--runner", "r").exit_code == 0
+    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0)
     con = connect_catalog(build_catalog(paths))
 
     units = con.execute(

@@ -299,6 +299,7 @@ def watch_row(r: WatchRecord) -> dict:
                 "altitude_m",
             )
         },
+        "developer_fields": r.developer_fields or None,
         "date": _date(r.timestamp_us),
     }
 

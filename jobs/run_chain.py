@@ -92,7 +92,7 @@ def plan_steps(
             )
         )
     steps += [
-        Step("stream", ["stream", "--until-idle", "3"]),
+        Step("stream", ["stream", "--until-idle", "3", "--drain"]),
         Step("daily", ["daily", "--from", start.isoformat(), "--to", last.isoformat()]),
         Step("nightly", ["nightly", "--date", last.isoformat()]),
         Step("counts", ["counts"]),

@@ -76,6 +76,8 @@ CO_PARTITIONED_KEYS = ("sensor_blocks", "watch_records", "sessions")
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
+#: the record-time watermark of a draining batch: every timer fires
+DRAIN_WATERMARK_US = 2**62
 #: checkpoints before version 3 carried session state in another format (its sessions restart)
 CHECKPOINT_VERSION = 3
 
@@ -499,19 +501,22 @@ def run(
     opts: StreamOptions,
     once: bool = False,
     until_idle_s: float | None = None,
+    drain: bool = False,
     on_batch: Callable[[BatchResult, int], None] | None = None,
     log: Callable[[str], None] = print,
     poll_s: float = 1.0,
 ) -> list[BatchResult]:
     """Run batches until the backlog is empty (``once``: one batch) or idle for ``until_idle_s``.
 
-    Without ``once`` and ``until_idle_s`` it runs forever (a long-lived streaming process).
+    Without ``once`` and ``until_idle_s`` it runs forever (a long-lived streaming process). ``drain``:
+    once idle, one more batch with the watermark at infinity closes every open session (as draining a
+    streaming job fires its timers); their later blocks are dead-lettered ``late``.
     """
     if opts.kafka_reader == "java" and shutil.which("java") is None:
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
     topics.apply(opts.bootstrap)
     if opts.n_workers <= 1:
-        return _run_batches(opts, None, once, until_idle_s, on_batch, log, poll_s)
+        return _run_batches(opts, None, once, until_idle_s, on_batch, log, poll_s, drain)
     # forked (workers share the imported Beam and pyarrow; a spawned one pays ~2 s of imports) and kept
     # for every batch: a process's first pipeline is its slowest
     with ProcessPoolExecutor(
@@ -520,7 +525,7 @@ def run(
         initializer=_worker_init,
         initargs=(os.getpid(),),
     ) as pool:
-        return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
+        return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s, drain)
 
 
 def _run_batches(
@@ -531,6 +536,7 @@ def _run_batches(
     on_batch: Callable[[BatchResult, int], None] | None,
     log: Callable[[str], None],
     poll_s: float,
+    drain: bool = False,
 ) -> list[BatchResult]:
     results: list[BatchResult] = []
     ckpt = load_checkpoint(opts.paths)
@@ -551,4 +557,9 @@ def _run_batches(
         if once or until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
             break
         time.sleep(poll_s)
+    if drain and not once:
+        ckpt = load_checkpoint(opts.paths)
+        if ckpt.get("state_files"):
+            drained = BatchPlan([], ckpt["offsets"], 0, {}, watermark_us=DRAIN_WATERMARK_US)
+            results.append(run_batch(opts, ckpt, drained, pool))
     return results

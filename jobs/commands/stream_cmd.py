@@ -22,6 +22,12 @@ def register(app: typer.Typer) -> None:
             "Default: the local micro-batch executor.",
         ),
         run_for: float = typer.Option(None, "--run-for", help="With --runner: stop the job after S seconds."),
+        drain: bool = typer.Option(
+            False,
+            "--drain",
+            help="With --until-idle: when idle, close every open session (its strides are written; blocks "
+            "that arrive for it later are dead-lettered late), as draining a streaming job does.",
+        ),
         once: bool = typer.Option(False, "--once", help="Run one batch and exit."),
         until_idle: float = typer.Option(
             None,
@@ -114,7 +120,14 @@ def register(app: typer.Typer) -> None:
 
         try:
             with progress:
-                results = run(opts, once=once, until_idle_s=until_idle, on_batch=on_batch, log=console.print)
+                results = run(
+                    opts,
+                    once=once,
+                    until_idle_s=until_idle,
+                    on_batch=on_batch,
+                    log=console.print,
+                    drain=drain,
+                )
         except RuntimeError as exc:
             fail(str(exc))
         total = sum(r.counters.get("strides_out", 0) for r in results)

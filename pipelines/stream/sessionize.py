@@ -15,11 +15,12 @@ Policy (all times are device event time, microseconds)
   the unit's consumed frontier, or its unit/session is already closed -> dead letter ``late``.
 * **Gaps**: samples further apart than 1.5 sample periods split a unit into segments; strides are
   detected per segment, so no stride spans a gap.
-* **Start**: the session's start is fixed once, by its start marker, or (no marker within
-  ``start_wait_s`` of device time after the first sample) by its first sample. Units' clock offsets
-  (first block - start marker: all devices start together) are fixed with it. No stride is emitted
-  before the start is fixed, so ``session_elapsed_s`` and the pelvis/EMG alignment never depend on
-  when the marker happened to arrive.
+* **Start and clocks**: every device sends a start marker on its own clock at the same moment, before its
+  data. A unit's start is fixed once, when its first block is admitted: its device's start marker, or
+  (none arrived before it) its first sample. A time ``t`` of a unit is ``t - start`` into the session, so pelvis and EMG samples
+  are placed on a foot's clock as ``t - start_aux + start_foot`` and ``session_elapsed_s`` is
+  ``IC - start_foot`` (both on the foot's clock). A start never changes once fixed, so the values never
+  depend on how the events were cut into batches.
 * **Strides and carry-over**: the foot detector runs over the unit's buffered samples. A stride is final
   when its next IC is at least ``guard_s`` before the end of its (still open) segment, or its segment is
   final. Emitted strides advance ``last_emitted_ic_us``; the buffer keeps samples from
@@ -30,15 +31,15 @@ Policy (all times are device event time, microseconds)
   ahead of it (a dying battery, a removed sensor); a sensor the start marker announced but that never
   sent data is absent after the same time. There is no time-out that emits a stride before its data
   are final.
-* **Closing**: a session closes when its end marker has been seen and every unit reached it (its last
-  block arrived: ``max_end - clock_offset >= end - end_tolerance_s``, no hole in its last
-  ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the most advanced unit; or
-  when it went quiet: ``session_gap_s`` of **arrival time** (Kafka record time) passed after its last
-  event. The quiet rule uses arrival time, not device time, because runners sharing a partition upload
-  at different device times (a replayed backlog, a watch syncing late): a device-time watermark would
-  close one runner's session behind another's. The Beam composite fires it as an event-time timer on
-  record time; an event that arrives after the gap finds the session closed whether or not the timer
-  has fired yet. Closing flushes every remaining stride; later blocks are late.
+* **Closing**: a session closes when an end marker has been seen and every unit reached the end (its
+  device's own end marker, else the session's latest end in elapsed time; its last block arrived, no
+  hole in its last ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the most
+  advanced unit; or when it went quiet: ``session_gap_s`` of **arrival time** (Kafka record time)
+  passed after its last event. The quiet rule uses arrival time, not device time, because runners
+  sharing a partition upload at different device times (a replayed backlog, a watch syncing late): a
+  device-time watermark would close one runner's session behind another's. The Beam composite fires it
+  as an event-time timer on record time; an event that arrives after the gap finds the session closed
+  whether or not the timer has fired yet. Closing flushes every remaining stride; later blocks are late.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class StreamParams:
     closed_retention_s: float = 6 * 3600.0
     gap_periods: float = 1.5
     max_idle_buffer_s: float = 10.0
-    start_wait_s: float = 30.0  # device time after the first sample that a start marker may take
     unit_stall_s: float = 60.0  # a unit this far behind the session's most advanced one is closed
 
 
@@ -128,12 +128,17 @@ class Unit:
     frontier_us: int = -INF
     last_emitted_ic_us: int = -INF
     closed: bool = False
-    #: device clock minus session clock: first block start - start marker (all devices start together)
-    clock_offset_us: int = 0
-    offset_fixed: bool = False
+    #: its device's session start on its own clock (the device's start marker, else its first sample),
+    #: fixed once; a time ``t`` of this unit is ``t - start_us`` into the session on every device
+    start_us: int | None = None
     first_block_us: int | None = None
     #: ``(start, end)`` us of its newest blocks (the last ``end_contiguous_s``): holes at its tail
     recent_blocks: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def clock_offset_us(self) -> int:
+        """Its clock minus the session clock (0 until its start is fixed)."""
+        return self.start_us if self.start_us is not None else 0
 
     def note_block(self, start_us: int, end_us: int, keep_us: int) -> None:
         """Record a block's span; spans ending more than ``keep_us`` before the newest end are dropped."""
@@ -199,12 +204,11 @@ class SessionState:
     session_id: str
     units: dict[str, Unit] = field(default_factory=dict)
     seen: dict[str, list[list[int]]] = field(default_factory=dict)  # "kind|device" -> seq ranges
-    start_marker_us: int | None = None
-    end_marker_us: int | None = None
+    #: start and end markers per device, each on its device's own clock
+    device_starts_us: dict[str, int] = field(default_factory=dict)
+    device_ends_us: dict[str, int] = field(default_factory=dict)
     first_sample_us: int | None = None
-    #: the session start, fixed once (start marker, else first sample): see "Start" above
-    start_us: int | None = None
-    #: sensors the start marker announced (``None``: no marker yet) and those given up as absent
+    #: sensors the start markers announced (``None``: no marker yet) and those given up as absent
     expected_sensors: tuple[str, ...] | None = None
     absent_sensors: set[str] = field(default_factory=set)
     recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> its recent final ICs
@@ -227,10 +231,6 @@ class SessionState:
     @staticmethod
     def from_bytes(blob: bytes) -> SessionState:
         return pickle.loads(blob)
-
-    @property
-    def session_start_us(self) -> int | None:
-        return self.start_us
 
     @property
     def last_data_us(self) -> int:
@@ -435,7 +435,7 @@ def _nz_list(x) -> list:
 
 # -------------------------------------------------------------------------------------------- assembly
 def _aux_columns(
-    state: SessionState, foot: str, aux: dict[str, Unit], ic_s, tc_s, nx_s, foot_offset_us: int
+    state: SessionState, foot: str, aux: dict[str, Unit], ic_s, tc_s, nx_s, foot_start_us: int
 ) -> dict[str, np.ndarray]:
     """Each registered sensor's stride columns (NaN where its unit is absent or does not cover)."""
     n = len(ic_s)
@@ -444,7 +444,7 @@ def _aux_columns(
         unit = aux.get(sensor.kind)
         got = {}
         if unit is not None and len(unit.times_us) >= 4:
-            t = (unit.times_us - unit.clock_offset_us + foot_offset_us) / 1e6
+            t = (unit.times_us - unit.clock_offset_us + foot_start_us) / 1e6  # on the foot's clock
             ref = state.references.setdefault(sensor.kind, {})
             got = sensor.stride_columns(t, unit.data, ic_s, tc_s, nx_s, foot, 1.5 / unit.rate_hz, ref)
         for c in sensor.columns:
@@ -475,7 +475,7 @@ def assemble(
     feats: dict[str, np.ndarray],
     other_ic_us: np.ndarray | None,
     aux: dict[str, Unit],
-    foot_offset_us: int = 0,
+    foot_start_us: int,
 ) -> list[dict]:
     """Stride rows (schema STRIDES) for strides of one foot in time order; ``aux``: the session's unit
     of each registered sensor kind (:mod:`pipelines.stream.sensors`), whose per-session references
@@ -491,8 +491,7 @@ def assemble(
         if other_ic_us is not None and len(other_ic_us)
         else np.full(n, np.nan)
     )
-    aux_cols = _aux_columns(state, foot, aux, ic_s, tc_s, nx_s, foot_offset_us)
-    start = state.session_start_us
+    aux_cols = _aux_columns(state, foot, aux, ic_s, tc_s, nx_s, foot_start_us)
     # column-wise: one float conversion per column instead of one ``nz`` call per value
     feat_cols = {c: _nz_list(feats[c]) for c in FEATURE_COLUMNS if c not in ("quality_ok", "quality_reason")}
     ic_l = [int(x) for x in ic_us.tolist()]
@@ -513,7 +512,7 @@ def assemble(
         "ic_time": ic_l,
         "tc_time": tc_l,
         "next_ic_time": nx_l,
-        "session_elapsed_s": [(ic - start) / 1e6 for ic in ic_l] if start is not None else [None] * n,
+        "session_elapsed_s": [(ic - foot_start_us) / 1e6 for ic in ic_l],
         **{c: v for c, v in feat_cols.items() if c in _FEAT_BEFORE_FLIGHT},
         "flight_time_ms": _nz_list(flight),
         **{c: v for c, v in feat_cols.items() if c not in _FEAT_BEFORE_FLIGHT},
@@ -549,35 +548,25 @@ def _arrival_order(it: Item) -> tuple:
     return (it.kafka_ts_us, it.topic, it.partition, it.offset)
 
 
-def _fix_start(state: SessionState, start_us: int) -> None:
-    """Fix the session start once; units' clock offsets are fixed with it."""
-    state.start_us = start_us
-    if state.expected_sensors is None:  # no start marker: the sensors seen so far are the session's
-        state.expected_sensors = tuple(sorted({u.sensor for u in state.units.values()}))
-    for u in state.units.values():
-        _fix_offset(state, u)
-
-
-def _fix_offset(state: SessionState, u: Unit) -> None:
-    """A unit's clock offset: its first block minus the start marker (all devices start together);
-    0 when the start came from the first sample (no marker: nothing to align to)."""
-    if u.offset_fixed or state.start_us is None or u.first_block_us is None:
+def _fix_unit_start(state: SessionState, u: Unit, out: Output) -> None:
+    """Fix a unit's start once, when its first block is admitted: its device's start marker if that
+    arrived first (devices send it before their data), else its first sample."""
+    if u.start_us is not None or u.first_block_us is None:
         return
-    if state.start_marker_us is not None and state.start_us == state.start_marker_us:
-        u.clock_offset_us = u.first_block_us - state.start_marker_us
-    u.offset_fixed = True
+    marker = state.device_starts_us.get(u.device_id)
+    u.start_us = marker if marker is not None else u.first_block_us
+    if marker is None:
+        out.count("units_without_start_marker")
 
 
-def _on_marker(state: SessionState, m: SessionMarker, out: Output) -> None:
+def _on_marker(state: SessionState, m: SessionMarker, params: StreamParams, out: Output) -> None:
     out.sessions.append(session_row(m))
     out.count("session_markers_accepted")
     if m.marker == "start":
-        state.start_marker_us = m.timestamp_us
-        state.expected_sensors = tuple(sorted(set(m.sensors or ())))
-        if state.start_us is None:
-            _fix_start(state, m.timestamp_us)
+        state.device_starts_us.setdefault(m.device_id, m.timestamp_us)
+        state.expected_sensors = tuple(sorted({*(state.expected_sensors or ()), *(m.sensors or ())}))
     else:
-        state.end_marker_us = m.timestamp_us
+        state.device_ends_us.setdefault(m.device_id, m.timestamp_us)
 
 
 def _is_late(state: SessionState, unit: Unit, b: SensorBlock, params: StreamParams) -> bool:
@@ -608,10 +597,7 @@ def _accept_block(
     out.count("blocks_accepted")
     if state.first_sample_us is None or b.start_time_us < state.first_sample_us:
         state.first_sample_us = b.start_time_us
-    if state.start_us is None and b.end_time_us - state.first_sample_us > int(params.start_wait_s * 1e6):
-        _fix_start(state, state.first_sample_us)
-        out.count("sessions_without_start_marker")
-    _fix_offset(state, unit)
+    _fix_unit_start(state, unit, out)
     _stall_units(state, params, out)
 
 
@@ -630,16 +616,19 @@ def _stall_units(state: SessionState, params: StreamParams, out: Output) -> None
 
 
 def _end_reached(state: SessionState, params: StreamParams) -> bool:
-    """End marker seen and every unit reached it (or stopped well before the most advanced unit)."""
-    if not state.units or state.end_marker_us is None:
+    """An end marker seen and every unit reached the session's end (its own device's end marker, else
+    the latest end of the session in elapsed time), or stopped well before the most advanced unit."""
+    if not state.units or not state.device_ends_us or any(u.start_us is None for u in state.units.values()):
         return False
     tol = int(params.end_tolerance_s * 1e6)
     lateness = int(params.allowed_lateness_s * 1e6)
     span = int(params.end_contiguous_s * 1e6)
+    ends = {d: e - state.device_starts_us.get(d, e) for d, e in state.device_ends_us.items()}
+    session_end = max(ends.values())  # elapsed us, devices with their own start marker
     lead = max(u.max_end_us - u.clock_offset_us for u in state.units.values())
     return all(
         (
-            u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol
+            u.max_end_us - u.clock_offset_us >= ends.get(u.device_id, session_end) - tol
             and u.tail_contiguous(span, params.gap_periods)
         )
         or u.max_end_us - u.clock_offset_us < lead - lateness
@@ -673,7 +662,7 @@ def process_session(
             out.watch.append(watch_row(it.event))
             out.count("watch_records_accepted")
         elif it.kind == "session_marker":
-            _on_marker(state, it.event, out)
+            _on_marker(state, it.event, params, out)
         elif closing:
             out.late.append(it)
             out.count("late")
@@ -686,8 +675,6 @@ def process_session(
         return out
     closing = closing or force_close
     if closing:
-        if state.start_us is None and state.first_sample_us is not None:
-            _fix_start(state, state.first_sample_us)
         for u in state.units.values():
             u.closed = True
     _emit(state, params, out, closing)
@@ -707,6 +694,8 @@ def _aux_ready_us(state: SessionState, sensor: str, params: StreamParams) -> int
     if not units:
         announced = sensor in (state.expected_sensors or ()) and sensor not in state.absent_sensors
         return -INF if announced else INF
+    if any(u.start_us is None for u in units):
+        return -INF  # not aligned to the session clock yet
     return min(_aux_final_us(u, params) - u.clock_offset_us for u in units)
 
 
@@ -723,9 +712,9 @@ def _remember_ics(state: SessionState, det: dict[str, FootDetection]) -> None:
 
 
 def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool) -> None:
-    if state.start_us is None and not closing:
-        return  # elapsed time and clock alignment need the fixed start
     feet = {u.side: u for u in _units_by(state, FOOT_KIND) if u.side in ("left", "right")}
+    if not closing and any(u.start_us is None for u in feet.values()):
+        return  # elapsed time and clock alignment need the feet's fixed starts
     aux = {s.kind: u[0] for s in STRIDE_SENSORS if (u := _units_by(state, s.kind))}
     det = {side: detect_foot(u, params, closing) for side, u in feet.items()}
     # session clock: device time minus the unit's clock offset; the stride's windows reach ~0.5 s

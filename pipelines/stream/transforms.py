@@ -340,6 +340,9 @@ class ProcessSessionsFn(beam.DoFn):
             yield from _outputs(Output(), dead)
             return
         state = state or SessionState(*key)
+        quiet_at = state.quiet_close_at_us(self.params)
+        # the executor's watermark already passed the quiet gap: close now, whichever timer fires first
+        force_close |= self.cap_us is not None and quiet_at is not None and quiet_at <= self.cap_us
         out = process_session(state, items, self.params, force_close=force_close and not state.closed)
         session.write(state.to_bytes())
         at = state.quiet_close_at_us(self.params)

@@ -8,6 +8,7 @@ Each runner's tests skip, saying how to install it, when its binary or jars are 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -16,6 +17,8 @@ from apache_beam.coders import StrUtf8Coder, TupleCoder
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 from apache_beam.testing import test_stream
+from apache_beam.testing.util import assert_that, equal_to
+from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from streaming_probe import (
     Event,
@@ -26,9 +29,10 @@ from streaming_probe import (
     read_json_lines,
 )
 
-from infra import runners
+from infra import runners, topics
 from infra.broker import wait_until
-from infra.kafka_io import make_producer
+from infra.kafka_io import end_offsets, make_consumer, make_producer
+from pipelines.io.kafka_source import read_java
 
 T0 = 1_700_000_000.0  # event times are T0 + offset (s); Kafka record timestamps are ms
 # each phase: its events, then the watermark it drives (the latest event of the phase, for Kafka)
@@ -49,7 +53,21 @@ def _options(runner: str) -> PipelineOptions:
     return PipelineOptions(["--streaming"])  # the Python DirectRunner: the reference for TestStream
 
 
-@pytest.mark.parametrize("runner", ["direct", "prism"])
+@pytest.mark.parametrize(
+    "runner",
+    [
+        "direct",
+        "prism",
+        pytest.param(
+            "flink",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=RuntimeError,
+                reason="Flink job server 2.62: TestStream fails with ClassCastException: KV cannot be cast to [B",
+            ),
+        ),
+    ],
+)
 def test_teststream_sessions_close_on_the_watermark(runner: str, tmp_path: Path) -> None:
     options = _options(runner)
     stream = test_stream.TestStream(coder=TupleCoder([StrUtf8Coder(), StrUtf8Coder()])).advance_watermark_to(
@@ -76,7 +94,7 @@ def _wait_for_sessions(out: Path, n: int, timeout_s: float = 120.0) -> None:
     wait_until(lambda: len(read_json_lines(out)) >= n, timeout_s, 0.2, f"{n} sessions in {out}")
 
 
-@pytest.mark.parametrize("runner", ["prism"])
+@pytest.mark.parametrize("runner", ["prism", "flink"])
 def test_unbounded_kafka_read_fires_event_time_timers_then_cancels(
     runner: str, kafka: str, tmp_path: Path
 ) -> None:
@@ -115,3 +133,48 @@ def test_unbounded_kafka_read_fires_event_time_timers_then_cancels(
 def _shifted(phases: list[tuple[list[Event], float]]) -> list[tuple[list[Event], float]]:
     """Phases in absolute event time (the Kafka record timestamps)."""
     return [([(k, v, T0 + t) for k, v, t in events], T0 + w) for events, w in phases]
+
+
+def test_read_from_kafka_java_on_prism_reads_every_record(kafka: str) -> None:
+    """Beam's Java KafkaIO through the project's expansion service (cross-language ``ReadFromKafka``)
+    on Prism: every record with its coordinates, key, value and timestamp, as kafka-python reads them."""
+    try:
+        expansion = runners.kafka_expansion_service()
+    except runners.RunnerUnavailable as exc:
+        pytest.skip(str(exc))
+    options = _options("prism")
+    name = topics.topic("watch_records")
+    producer = make_producer(kafka)
+    try:
+        for i in range(300):
+            producer.send(
+                name,
+                key=f"runner-{i % 7}".encode(),
+                value=f"v{i}".encode(),
+                timestamp_ms=1_700_000_000_000 + i,
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    expected = _consume_all(kafka, name, 300)
+    assert len(expected) == 300
+    with beam.Pipeline(options=options) as p:
+        lists = read_java(p, kafka, [name], max_num_records=len(expected), expansion_service=expansion)
+        assert_that(lists | "Records" >> beam.FlatMap(lambda ms: ms), equal_to(expected))
+
+
+def _consume_all(bootstrap: str, name: str, n: int) -> list[tuple]:
+    """The first ``n`` records of ``name`` as a bare kafka-python consumer reads them."""
+    consumer = make_consumer(bootstrap)
+    try:
+        parts = [TopicPartition(name, p) for p in end_offsets(bootstrap, name)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out: list[tuple] = []
+        deadline = time.monotonic() + 30
+        while len(out) < n and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                out += [(name, tp.partition, r.offset, r.key, r.value, r.timestamp) for r in records]
+        return out
+    finally:
+        consumer.close()

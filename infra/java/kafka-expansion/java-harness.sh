@@ -14,5 +14,16 @@ for arg in "$@"; do
   esac
   args="$args $(printf '%s' "$arg")"
 done
+# the boot program writes the staged jars (~140 MB), a pathing jar and the options file where it runs: a
+# directory named by this process id, which the boot program keeps (exec). The runner ends a harness with
+# SIGKILL, so nothing runs after it: directories whose process is gone are removed when the next one starts.
+BASE="${TMPDIR:-/tmp}/gluteflow-java-harness"
+mkdir -p "$BASE"
+for dir in "$BASE"/*; do
+  if [ -d "$dir" ] && [ ! -d "/proc/${dir##*/}" ]; then rm -rf "$dir"; fi
+done
+WORK="$BASE/$$"
+mkdir -p "$WORK"
+cd "$WORK"
 # shellcheck disable=SC2086  # the arguments hold no spaces: ids and host:port endpoints
-exec "$BOOT" $args
+exec "$BOOT" $args --semi_persist_dir="$WORK"

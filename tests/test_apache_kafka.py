@@ -116,6 +116,10 @@ def _chain(bootstrap: str, data: Path) -> pd.DataFrame:
 @pytest.mark.slow
 def test_simulate_then_stream_equals_the_embedded_broker(apache: str, kafka: str, tmp_path: Path) -> None:
     """The same simulated fleet through Apache Kafka and through Tansu gives the same strides table."""
+    if kafka == apache:
+        pytest.skip(
+            "the suite's broker is Apache Kafka itself (GLUTEFLOW_TEST_BROKER): no Tansu to compare with"
+        )
     on_apache = _chain(apache, tmp_path / "apache")
     on_tansu = _chain(kafka, tmp_path / "tansu")
     assert len(on_apache) > 100

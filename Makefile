@@ -74,8 +74,8 @@ $(JAVA_BOOT):
 	GOBIN=$(dir $@) go install github.com/apache/beam/sdks/v2/java/container@v$(BEAM_VERSION) && mv $(dir $@)container $@
 
 kafka: $(KAFKA_LIB)/.complete ## Apache Kafka's broker jars (KRaft, single node: infra/apache_kafka.py)
-$(KAFKA_LIB)/.complete: infra/java/kafka/pom.xml
-	rm -rf $(KAFKA_LIB) && $(MVN) -f $< package -DoutputDir=$(KAFKA_LIB) && touch $@
+$(KAFKA_LIB)/.complete: infra/java/kafka/pom.xml infra/java/pom.xml
+	rm -rf $(KAFKA_LIB) && $(MVN) -f $< package -Dcache.dir=$(dir $(KAFKA_LIB)) && touch $@
 
 runtimes:
 	@command -v go >/dev/null && { $(MAKE) --no-print-directory prism || echo "prism: build failed: its tests will skip"; } \

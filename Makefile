@@ -55,6 +55,7 @@ MVN := mvn -q -B
 PRISM := $(CACHE)/prism/v$(BEAM_VERSION)/prism
 FLINK_JAR := $(CACHE)/flink/beam-flink-job-server.jar
 EXPANSION_JAR := $(CACHE)/kafka-expansion/beam-kafka-expansion-service.jar
+JAVA_BOOT := $(CACHE)/java-boot/v$(BEAM_VERSION)/boot
 KAFKA_LIB := $(CACHE)/kafka/lib
 
 prism: $(PRISM) ## Beam's Prism runner, built from Beam's Go module at the Python SDK's version
@@ -62,20 +63,23 @@ $(PRISM):
 	GOBIN=$(dir $@) go install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION)
 
 flink: $(FLINK_JAR) ## Beam's Flink job server (embedded Flink), from its Maven modules
-$(FLINK_JAR): infra/java/flink-job-server/pom.xml
+$(FLINK_JAR): infra/java/flink-job-server/pom.xml infra/java/pom.xml
 	$(MVN) -f $< package -Dcache.dir=$(CACHE)/flink
 
-kafka-expansion: $(EXPANSION_JAR) ## Beam's Java KafkaIO expansion service, for ReadFromKafka
-$(EXPANSION_JAR): infra/java/kafka-expansion/pom.xml
+kafka-expansion: $(EXPANSION_JAR) $(JAVA_BOOT) ## Beam's Java KafkaIO expansion service + Java SDK boot, for ReadFromKafka
+$(EXPANSION_JAR): infra/java/kafka-expansion/pom.xml infra/java/pom.xml
 	$(MVN) -f $< package -Dcache.dir=$(CACHE)/kafka-expansion
+# Beam's Java SDK container boot program (starts the Java SDK harness of a PROCESS environment)
+$(JAVA_BOOT):
+	GOBIN=$(dir $@) go install github.com/apache/beam/sdks/v2/java/container@v$(BEAM_VERSION) && mv $(dir $@)container $@
 
 kafka: $(KAFKA_LIB)/.complete ## Apache Kafka's broker jars (KRaft, single node: infra/apache_kafka.py)
-$(KAFKA_LIB)/.complete: infra/java/kafka/pom.xml
-	rm -rf $(KAFKA_LIB) && $(MVN) -f $< package -DoutputDir=$(KAFKA_LIB) && touch $@
+$(KAFKA_LIB)/.complete: infra/java/kafka/pom.xml infra/java/pom.xml
+	rm -rf $(KAFKA_LIB) && $(MVN) -f $< package -Dcache.dir=$(dir $(KAFKA_LIB)) && touch $@
 
 runtimes:
 	@command -v go >/dev/null && { $(MAKE) --no-print-directory prism || echo "prism: build failed: its tests will skip"; } \
 	  || echo "prism: no Go toolchain: its tests will skip"
 	@if command -v java >/dev/null && command -v mvn >/dev/null; then \
-	  for t in kafka flink kafka-expansion; do $(MAKE) --no-print-directory $$t || echo "$$t: fetch failed: its tests will skip"; done; \
+	  for t in kafka flink $$(command -v go >/dev/null && echo kafka-expansion); do $(MAKE) --no-print-directory $$t || echo "$$t: fetch failed: its tests will skip"; done; \
 	else echo "kafka, flink, kafka-expansion: no java/mvn: their tests will skip"; fi

@@ -13,6 +13,7 @@ BENCHES = [
     "bench.daily_bench",
     "bench.simulate_bench",
     "bench.nightly_bench",
+    "bench.runners_bench",
 ]
 
 

@@ -23,11 +23,18 @@ def fixtures_dir(sub: str) -> Path:
     return path
 
 
+ENV_TEST_BROKER = "GLUTEFLOW_TEST_BROKER"  # "tansu" (default) or "apache-kafka": the broker the suite starts
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The real Kafka broker for the whole session: KAFKA_BOOTSTRAP_SERVERS, or Tansu started here."""
+    """The real Kafka broker for the whole session: KAFKA_BOOTSTRAP_SERVERS, or one started here
+    (Tansu, or Apache Kafka with GLUTEFLOW_TEST_BROKER=apache-kafka)."""
     if os.environ.get(ENV_BOOTSTRAP):
         yield os.environ[ENV_BOOTSTRAP]
+        return
+    if os.environ.get(ENV_TEST_BROKER, "tansu") == "apache-kafka":
+        yield from _apache_kafka(tmp_path_factory)
         return
     paths = Paths(tmp_path_factory.mktemp("broker"))
     info = broker.start(paths, die_with_parent=True)
@@ -35,6 +42,32 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
         yield info.bootstrap
     finally:
         broker.stop(paths)
+
+
+def _apache_kafka(tmp_path_factory: pytest.TempPathFactory):
+    """Apache Kafka (KRaft, single node) from the jars `make kafka` fetched; fails, saying what is missing,
+    when the profile asks for it and it cannot start (a silent fallback to Tansu would hide that)."""
+    from infra import apache_kafka
+
+    with apache_kafka.running(tmp_path_factory.mktemp("apache-kafka")) as broker_:
+        yield broker_.bootstrap
+
+
+@pytest.fixture(scope="session")
+def apache_kafka_bootstrap(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Apache Kafka for tests about it: the suite's broker under the apache-kafka profile, otherwise one
+    started for these tests; skips, saying why, without Java or the jars."""
+    from infra import apache_kafka
+
+    if os.environ.get(ENV_TEST_BROKER) == "apache-kafka" and not os.environ.get(ENV_BOOTSTRAP):
+        yield kafka_bootstrap
+        return
+    try:
+        apache_kafka.kafka_lib()
+    except apache_kafka.KafkaUnavailable as exc:
+        pytest.skip(str(exc))
+    with apache_kafka.running(tmp_path_factory.mktemp("apache-kafka")) as broker_:
+        yield broker_.bootstrap
 
 
 @pytest.fixture

@@ -107,21 +107,58 @@ def read_json_lines(directory: Path) -> list[Session]:
     return sorted((k, n, list(vs)) for k, n, vs in rows)
 
 
-def kafka_sessions(p: beam.Pipeline, bootstrap: str, topic: str, partitions: list[int], out_dir: str):
-    """Unbounded read of ``topic`` with the project's splittable DoFn -> sessions -> JSON lines.
+def _keyed_by_record_key(key: bytes, value: bytes, timestamp_ms: int):
+    return beam.window.TimestampedValue((key.decode(), value.decode()), timestamp_ms / 1000.0)
 
-    Each record's event time is its Kafka timestamp; the watermark is the SDF's estimator's."""
+
+def sdf_records(p: beam.Pipeline, bootstrap: str, topic: str, partitions: list[int]):
+    """Unbounded read of ``topic`` with the project's splittable DoFn: ``(key, value)`` at the Kafka
+    record timestamp; the watermark is the SDF's estimator's (the largest record timestamp read)."""
     specs = [PartitionSpec(bootstrap, topic, part, 0, None) for part in partitions]
     return (
         p
         | "Partitions" >> beam.Create(specs)
         | "ReadKafka" >> ReadKafkaPartitions(poll_interval_s=0.2)
         | "KeyByRecordKey"
-        >> beam.Map(
-            lambda m: beam.window.TimestampedValue(
-                (m.key.decode(), m.value.decode()), m.timestamp_ms / 1000.0
-            )
-        ).with_output_types(tuple[str, str])
-        | "Sessions" >> beam.ParDo(SessionProbe())
-        | "Write" >> beam.ParDo(WriteJsonLines(out_dir))
+        >> beam.Map(lambda m: _keyed_by_record_key(m.key, m.value, m.timestamp_ms)).with_output_types(
+            tuple[str, str]
+        )
     )
+
+
+def java_records(p: beam.Pipeline, bootstrap: str, topic: str, expansion_service):
+    """Unbounded read of ``topic`` with Beam's Java KafkaIO (cross-language ``ReadFromKafka``), at the
+    record create time: KafkaIO's create-time policy, whose watermark follows the record timestamps and,
+    once a partition is idle, the wall clock."""
+    from apache_beam.io.kafka import ReadFromKafka
+
+    return (
+        p
+        | "ReadFromKafka"
+        >> ReadFromKafka(
+            consumer_config={"bootstrap.servers": bootstrap, "auto.offset.reset": "earliest"},
+            topics=[topic],
+            with_metadata=True,
+            timestamp_policy=ReadFromKafka.create_time_policy,
+            expansion_service=expansion_service,
+        )
+        | "KeyByRecordKey"
+        >> beam.Map(lambda r: _keyed_by_record_key(r.key, r.value, r.timestamp)).with_output_types(
+            tuple[str, str]
+        )
+    )
+
+
+class SessionsToJsonLines(beam.PTransform):
+    """``(key, value)`` with event times -> :class:`SessionProbe` -> JSON lines in ``out_dir``."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def expand(self, records):
+        return (
+            records
+            | "Sessions" >> beam.ParDo(SessionProbe())
+            | "Write" >> beam.ParDo(WriteJsonLines(self.out_dir))
+        )

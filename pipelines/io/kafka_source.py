@@ -27,7 +27,7 @@ Design
 * **End offsets**: Tansu under-reports ListOffsets(LATEST), so bounded stops come from the fetch high
   watermark (:func:`infra.kafka_io.end_offsets`).
 * ``--kafka-reader=java`` selects Beam's cross-language ``ReadFromKafka`` instead (needs a Java expansion
-  service; not available offline here), read with metadata so messages keep their coordinates; it
+  service: ``make kafka-expansion``, docs/runners.md), read with metadata so messages keep their coordinates; it
   reads the topics from their start to ``max_num_records``, not the driver's offset ranges, so the
   micro-batch driver cannot use it (a streaming runner can).
 """
@@ -227,12 +227,20 @@ class ReadKafkaPartitions(beam.PTransform):
         )
 
 
-def read_java(pipeline: beam.Pipeline, bootstrap: str, topics: list[str], max_num_records: int | None = None):
+def read_java(
+    pipeline: beam.Pipeline,
+    bootstrap: str,
+    topics: list[str],
+    max_num_records: int | None = None,
+    expansion_service=None,
+):
     """Beam's cross-language ``ReadFromKafka`` (``--kafka-reader=java``): needs Java and an expansion service.
 
     Emits one-record lists of :class:`KafkaMessage` field tuples (the python reader's shape), with
-    topic, partition and offset from ``with_metadata=True``. Not runnable on this machine (no
-    expansion jar offline).
+    topic, partition and offset from ``with_metadata=True``. ``expansion_service``: None is Beam's
+    default (it downloads ``beam-sdks-java-io-expansion-service`` at the SDK's version, which Maven
+    Central does not serve for 2.77); :func:`infra.runners.kafka_expansion_service` is the one
+    ``make kafka-expansion`` installs (docs/runners.md).
     """
     from apache_beam.io.kafka import ReadFromKafka
 
@@ -244,6 +252,7 @@ def read_java(pipeline: beam.Pipeline, bootstrap: str, topics: list[str], max_nu
             topics=topics,
             with_metadata=True,
             max_num_records=max_num_records,
+            expansion_service=expansion_service,
         )
         | "JavaRecordToMessage"
         >> beam.Map(lambda r: [(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)])

@@ -58,7 +58,7 @@ def test_daily_components_rank_runners_like_the_true_traits(kafka: str, paths: P
     t0 = time.monotonic()
     simulate_fleet(kafka, paths, RUNNERS, DAYS, start=START, seed=SEED, progress=False, duration_scale=SCALE)
     t_sim = time.monotonic()
-    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0, log=lambda _: None)
+    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0, drain=True, log=lambda _: None)
     t_stream = time.monotonic()
     result = run_daily(paths, START, START + dt.timedelta(days=DAYS - 1))
     t_daily = time.monotonic()

@@ -85,7 +85,7 @@ def test_strides_match_truth_on_a_simulated_fleet(kafka: str, paths: Paths) -> N
         progress=False,
         duration_scale=SCALE,
     )
-    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0, log=lambda _: None)
+    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0, drain=True, log=lambda _: None)
 
     truth = pq.read_table(paths.truth / "strides.parquet")
     traits = pq.read_table(paths.truth / "runners.parquet").to_pandas().set_index("runner_id")

@@ -44,3 +44,30 @@ def test_random_cuts_give_the_tables_of_one_pass(kafka: str, tmp_path) -> None:
         assert n > 1, cap
         assert_tables_equal(strides, want_strides, "stride_id")
         assert_tables_equal(dead, want_dead, "dead_letter_id")
+
+
+@pytest.mark.timeout(600)
+def test_the_same_data_produced_twice_gives_the_same_tables(kafka: str, tmp_path, monkeypatch) -> None:
+    """The same simulated fleet produced twice, into two topic namespaces (other record times, other
+    interleaving of the topics and of same-millisecond records): the strides and dead letters depend on
+    the data, not on how they happened to arrive."""
+    from infra import topics
+
+    tables = []
+    for i in range(2):
+        monkeypatch.setenv(topics.ENV_TOPIC_PREFIX, f"{topics.prefix()}p{i}.")
+        topics.apply(kafka)
+        sim = Paths(tmp_path / f"sim{i}").ensure()
+        simulate_fleet(
+            kafka, sim, 3, 1, start=dt.date(2026, 3, 2), seed=11, progress=False, duration_scale=0.06
+        )
+        tables.append(_stream(kafka, tmp_path / f"run{i}", 1 << 40, 1)[1:])
+    (strides_a, dead_a), (strides_b, dead_b) = tables
+    assert strides_a.num_rows > 500
+    assert_tables_equal(strides_b, strides_a, "stride_id")
+
+    # dead letters name their topic and offset: compare what was rejected and why
+    def rejected(dead):
+        return sorted(zip(dead["reason"].to_pylist(), dead["original"].to_pylist(), strict=True))
+
+    assert rejected(dead_b) == rejected(dead_a)

@@ -16,8 +16,8 @@ Policy (all times are device event time, microseconds)
 * **Gaps**: samples further apart than 1.5 sample periods split a unit into segments; strides are
   detected per segment, so no stride spans a gap.
 * **Start and clocks**: every device sends a start marker on its own clock at the same moment, before its
-  data. A unit's start is fixed once, when its first block is admitted: its device's start marker, or
-  (none arrived before it) its first sample. A time ``t`` of a unit is ``t - start`` into the session, so pelvis and EMG samples
+  data. A unit's start is fixed once: its device's start marker, or its first sample when no marker came
+  within ``start_wait_s`` of its data (or an end marker came first). A time ``t`` of a unit is ``t - start`` into the session, so pelvis and EMG samples
   are placed on a foot's clock as ``t - start_aux + start_foot`` and ``session_elapsed_s`` is
   ``IC - start_foot`` (both on the foot's clock). A start never changes once fixed, so the values never
   depend on how the events were cut into batches.
@@ -25,12 +25,14 @@ Policy (all times are device event time, microseconds)
   when its next IC is at least ``guard_s`` before the end of its (still open) segment, or its segment is
   final. Emitted strides advance ``last_emitted_ic_us``; the buffer keeps samples from
   ``last_emitted_ic - pre_s`` on: work per batch does not grow with session length.
-* **Joins**: a foot stride waits until the other foot's detection, the pelvis IMU and the EMG are final
-  over ``[IC, next IC]`` (their data up to there can no longer change), or those units are closed or
-  absent. A unit is closed when the session's most advanced unit got ``unit_stall_s`` of device time
-  ahead of it (a dying battery, a removed sensor); a sensor the start marker announced but that never
-  sent data is absent after the same time. There is no time-out that emits a stride before its data
-  are final.
+* **Joins**: a foot stride waits until the other foot's detection and every joining sensor's data
+  (pelvis IMU, EMG: :mod:`pipelines.stream.sensors`) are final over ``[IC, next IC]`` (their data up to
+  there can no longer change) and aligned to the session clock, or those units are closed or absent.
+  A unit is closed when the session's most advanced unit got ``unit_stall_s`` of device time ahead of
+  it (a dying battery, a removed sensor); a foot or sensor kind that sent nothing in that time is
+  absent. Nothing is emitted on the assumption that a unit "is not there": that could change with the
+  next message, and the stride's values with it. There is no time-out that emits a stride before its
+  data are final.
 * **Closing**: a session closes when an end marker has been seen and every unit reached the end (its
   device's own end marker, else the session's latest end in elapsed time; its last block arrived, no
   hole in its last ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the most
@@ -75,6 +77,7 @@ class StreamParams:
     gap_periods: float = 1.5
     max_idle_buffer_s: float = 10.0
     unit_stall_s: float = 60.0  # a unit this far behind the session's most advanced one is closed
+    start_wait_s: float = 5.0  # device time a unit's data may run before its own start marker arrives
 
 
 # ------------------------------------------------------------------------------------------------ ranges
@@ -208,8 +211,7 @@ class SessionState:
     device_starts_us: dict[str, int] = field(default_factory=dict)
     device_ends_us: dict[str, int] = field(default_factory=dict)
     first_sample_us: int | None = None
-    #: sensors the start markers announced (``None``: no marker yet) and those given up as absent
-    expected_sensors: tuple[str, ...] | None = None
+    #: roles (a joining sensor kind, or ``foot_imu:<side>``) that sent nothing for ``unit_stall_s``
     absent_sensors: set[str] = field(default_factory=set)
     recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> its recent final ICs
     #: per-session state of each registered sensor kind's science (e.g. the EMG reference)
@@ -548,15 +550,20 @@ def _arrival_order(it: Item) -> tuple:
     return (it.kafka_ts_us, it.topic, it.partition, it.offset)
 
 
-def _fix_unit_start(state: SessionState, u: Unit, out: Output) -> None:
-    """Fix a unit's start once, when its first block is admitted: its device's start marker if that
-    arrived first (devices send it before their data), else its first sample."""
+def _fix_unit_start(
+    state: SessionState, u: Unit, params: StreamParams, out: Output | None = None, force: bool = False
+) -> None:
+    """Fix a unit's start once: its device's start marker, or its first sample when no marker came
+    within ``start_wait_s`` of its data (``force``: now, the session is ending)."""
     if u.start_us is not None or u.first_block_us is None:
         return
     marker = state.device_starts_us.get(u.device_id)
-    u.start_us = marker if marker is not None else u.first_block_us
-    if marker is None:
-        out.count("units_without_start_marker")
+    if marker is not None:
+        u.start_us = marker
+    elif force or u.max_end_us - u.first_block_us >= int(params.start_wait_s * 1e6):
+        u.start_us = u.first_block_us
+        if out is not None:
+            out.count("units_without_start_marker")
 
 
 def _on_marker(state: SessionState, m: SessionMarker, params: StreamParams, out: Output) -> None:
@@ -564,9 +571,10 @@ def _on_marker(state: SessionState, m: SessionMarker, params: StreamParams, out:
     out.count("session_markers_accepted")
     if m.marker == "start":
         state.device_starts_us.setdefault(m.device_id, m.timestamp_us)
-        state.expected_sensors = tuple(sorted({*(state.expected_sensors or ()), *(m.sensors or ())}))
-    else:
+    else:  # an end marker: the start markers that were coming have come
         state.device_ends_us.setdefault(m.device_id, m.timestamp_us)
+    for u in state.units.values():
+        _fix_unit_start(state, u, params, out, force=m.marker != "start")
 
 
 def _is_late(state: SessionState, unit: Unit, b: SensorBlock, params: StreamParams) -> bool:
@@ -597,28 +605,35 @@ def _accept_block(
     out.count("blocks_accepted")
     if state.first_sample_us is None or b.start_time_us < state.first_sample_us:
         state.first_sample_us = b.start_time_us
-    _fix_unit_start(state, unit, out)
+    _fix_unit_start(state, unit, params, out)
     _stall_units(state, params, out)
 
 
+def _roles(u: Unit) -> str:
+    return f"{FOOT_KIND}:{u.side}" if u.sensor == FOOT_KIND else u.sensor
+
+
+ROLES = (f"{FOOT_KIND}:left", f"{FOOT_KIND}:right", *(s.kind for s in STRIDE_SENSORS))
+
+
 def _stall_units(state: SessionState, params: StreamParams, out: Output) -> None:
-    """Close units that fell ``unit_stall_s`` behind the most advanced one; give up on announced
-    sensors that sent nothing in that time."""
+    """Close units that fell ``unit_stall_s`` behind the most advanced one; a role (a foot, a joining
+    sensor kind) that sent nothing in that time is absent: strides stop waiting for it."""
     lead = state.last_data_us
     stall = int(params.unit_stall_s * 1e6)
     for u in state.units.values():
         if not u.closed and u.max_end_us < lead - stall:
             u.closed = True
             out.count("units_stalled")
-    if state.expected_sensors and state.first_sample_us is not None and lead - state.first_sample_us > stall:
-        present = {u.sensor for u in state.units.values()}
-        state.absent_sensors |= {s for s in state.expected_sensors if s not in present}
+    if state.first_sample_us is not None and lead - state.first_sample_us > stall:
+        present = {_roles(u) for u in state.units.values()}
+        state.absent_sensors |= {r for r in ROLES if r not in present}
 
 
 def _end_reached(state: SessionState, params: StreamParams) -> bool:
     """An end marker seen and every unit reached the session's end (its own device's end marker, else
     the latest end of the session in elapsed time), or stopped well before the most advanced unit."""
-    if not state.units or not state.device_ends_us or any(u.start_us is None for u in state.units.values()):
+    if not state.units or not state.device_ends_us:
         return False
     tol = int(params.end_tolerance_s * 1e6)
     lateness = int(params.allowed_lateness_s * 1e6)
@@ -676,6 +691,7 @@ def process_session(
     closing = closing or force_close
     if closing:
         for u in state.units.values():
+            _fix_unit_start(state, u, params, force=True)
             u.closed = True
     _emit(state, params, out, closing)
     if closing and state.units:
@@ -688,14 +704,14 @@ def process_session(
 
 
 def _aux_ready_us(state: SessionState, sensor: str, params: StreamParams) -> int:
-    """Session-clock time up to which an auxiliary sensor's data are final (INF: closed, absent or not
-    announced; -INF: announced by the start marker but not seen yet)."""
+    """Session-clock time up to which a joining sensor's data are final: INF when closed or absent,
+    -INF while it has sent nothing yet or its clock is not aligned. Never "not there yet, so do not
+    wait": that answer could change with the next message, and the strides with it."""
     units = _units_by(state, sensor)
     if not units:
-        announced = sensor in (state.expected_sensors or ()) and sensor not in state.absent_sensors
-        return -INF if announced else INF
+        return INF if sensor in state.absent_sensors else -INF
     if any(u.start_us is None for u in units):
-        return -INF  # not aligned to the session clock yet
+        return -INF
     return min(_aux_final_us(u, params) - u.clock_offset_us for u in units)
 
 
@@ -728,7 +744,10 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
         unit, d = feet[side], det[side]
         other_side = "right" if side == "left" else "left"
         other = det.get(other_side)
-        other_final = INF if other is None or closing else other.horizon_us
+        if closing or (other is None and f"{FOOT_KIND}:{other_side}" in state.absent_sensors):
+            other_final = INF
+        else:
+            other_final = other.horizon_us if other is not None else -INF
         sel = []
         for k in np.argsort(d.ic_us, kind="stable"):
             if d.ic_us[k] <= unit.last_emitted_ic_us:

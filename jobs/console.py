@@ -66,7 +66,9 @@ def configure_logging() -> None:
     threshold = level if level in logging.getLevelNamesMapping() else logging.WARNING
     root.setLevel(threshold)
     handler.setLevel(threshold)  # libraries that set their own loggers to INFO still stop here
-    if level:
+    if level:  # libraries follow the root's level again, whatever an earlier call set
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.NOTSET)
         return
     handler.addFilter(_not_library_root_record)
     for name in QUIET_LIBRARIES:

@@ -1,0 +1,54 @@
+"""Run the gateway: the app on uvicorn, its Publisher configured for group commits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import STAGE, Gateway, GatewayConfig, create_app
+from gateway.credentials import DeviceStore
+from infra.kafka_io import MAX_MESSAGE_BYTES
+from infra.publish import Publisher
+
+#: producer settings for group commits (gateway/committer.py): records leave only at the group's flush,
+#: one batch per partition in one produce request (batch and request sizes above the group size)
+GROUP_COMMIT_PRODUCER = dict(
+    linger_ms=20_000,  # never reached: every group ends with a flush
+    batch_size=MAX_MESSAGE_BYTES,
+    max_request_size=MAX_MESSAGE_BYTES,
+    max_block_ms=5_000,  # send() waits at most this long for metadata of an unreachable broker
+    request_timeout_ms=10_000,
+    delivery_timeout_ms=35_000,  # kafka-python requires > linger + request timeout
+)
+
+
+def build_app(cfg: GatewayConfig, devices_db: Path):
+    """The ASGI app with its Publisher (connects to Kafka now: fails fast when it is unreachable)."""
+    publisher = Publisher(cfg.bootstrap, STAGE, **GROUP_COMMIT_PRODUCER)
+    return create_app(Gateway(cfg, publisher, DeviceStore(devices_db)))
+
+
+def serve(
+    cfg: GatewayConfig,
+    devices_db: Path,
+    host: str = "127.0.0.1",
+    port: int = 8470,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    max_connections: int = 2048,
+) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM: uvicorn stops accepting, the app commits what is queued)."""
+    app = build_app(cfg, devices_db)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+        limit_concurrency=max_connections,  # beyond it uvicorn answers 503: no unbounded queue of requests
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

@@ -25,6 +25,13 @@ def register(app: typer.Typer) -> None:
             1, "--block-seconds", min=1, max=10, help="Seconds of samples per block."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        via: str = typer.Option(
+            None,
+            "--via",
+            help="Send through the gateway at this URL (e.g. http://127.0.0.1:8470) instead of to Kafka; "
+            "devices are registered in this data dir's device store, which the gateway must share.",
+        ),
+        ca_cert: str = typer.Option(None, "--ca-cert", help="CA bundle to verify an https --via gateway."),
     ) -> None:
         """Simulate N runners over D days: profiles, session markers, sensor blocks and watch records
         through the validating Publisher; truth Parquet under <data-dir>/truth."""
@@ -33,8 +40,11 @@ def register(app: typer.Typer) -> None:
         paths = paths_from(ctx)
         first = parse_date(start, "--start")
         try:
-            bootstrap = broker.bootstrap_servers(paths)
-            topics.apply(bootstrap)
+            client = _gateway_client(via, ca_cert, paths) if via else None
+            bootstrap = None
+            if client is None:
+                bootstrap = broker.bootstrap_servers(paths)
+                topics.apply(bootstrap)
             summary = simulate_fleet(
                 bootstrap,
                 paths,
@@ -45,9 +55,14 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 duration_scale=duration_scale,
                 block_s=block_s,
+                publisher=client,
             )
         except (broker.BrokerError, ValueError) as exc:
             fail(str(exc))
+        except Exception as exc:  # the gateway refused or could not be reached
+            if client is None:
+                raise
+            fail(f"through {via}: {type(exc).__name__}: {exc}")
         c = summary.counts
         console.print(
             f"[green]simulated[/] {summary.runners} runners x {summary.days} days: {summary.sessions} sessions, "
@@ -65,3 +80,10 @@ def register(app: typer.Typer) -> None:
         )
         if not c.reconciles():
             fail("publish counts do not reconcile (received != accepted + dead-lettered)")
+
+
+def _gateway_client(url: str, ca_cert: str | None, paths):
+    from gateway.client import GatewayClient
+    from gateway.credentials import DeviceStore
+
+    return GatewayClient(url, DeviceStore(paths.devices_db), verify=ca_cert or True)

@@ -542,6 +542,7 @@ def simulate_fleet(
     realities: DeviceRealities = DEFAULT_REALITIES,
     publisher_stage: str = "simulate",
     block_s: int = 1,
+    publisher: Publisher | None = None,
 ) -> SimulationSummary:
     """Simulate ``runners`` runners over ``days`` local dates and produce every event through
     :class:`~infra.publish.Publisher` (validated, keyed by runner); write truth to ``paths.truth``.
@@ -560,6 +561,8 @@ def simulate_fleet(
     duration_scale : multiplies planned session durations (1.0 = 25-95 min sessions).
     realities : device fault probabilities.
     block_s : seconds of samples per SensorBlock (integer 1-10).
+    publisher : what to publish through instead of a Publisher on ``bootstrap`` (e.g. a
+        :class:`gateway.client.GatewayClient`: the fleet through the HTTP gateway).
     """
     if not 1 <= int(block_s) <= 10:
         raise ValueError("block_s must be an integer number of seconds in 1..10")
@@ -606,7 +609,7 @@ def simulate_fleet(
     )
     with (
         TruthWriter(paths.truth) as truth,
-        Publisher(bootstrap, publisher_stage, producer_process=True) as pub,
+        publisher or Publisher(bootstrap, publisher_stage, producer_process=True) as pub,
         bar,
     ):
         task = bar.add_task("simulate", total=total_s, info="")

@@ -127,7 +127,8 @@ def _binary_body(*media_types: str) -> dict:
 class Gateway:
     """State shared by the routes: publisher, committer, credentials, limiter, metrics."""
 
-    def __init__(self, cfg: GatewayConfig, publisher: Publisher, store: DeviceStore):
+    def __init__(self, cfg: GatewayConfig, publisher: Publisher | None, store: DeviceStore | None):
+        """``publisher`` and ``store`` None: an app for its OpenAPI document only (gateway/openapi.py)."""
         self.cfg, self.publisher, self.store = cfg, publisher, store
         self.metrics = GatewayMetrics()
         self.committer = GroupCommitter(

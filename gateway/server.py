@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from gateway.app import STAGE, Gateway, GatewayConfig, create_app
 from gateway.credentials import DeviceStore
+from infra.broker import free_port, wait_until
 from infra.kafka_io import MAX_MESSAGE_BYTES
 from infra.publish import Publisher
 
@@ -52,3 +59,50 @@ def serve(
         lifespan="on",
     )
     uvicorn.Server(config).run()
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    pid: int
+    log_file: Path
+
+
+@contextlib.contextmanager
+def gateway_process(
+    env: dict[str, str], log_file: Path, args: Sequence[str] = (), timeout_s: float = 60.0
+) -> Iterator[GatewayProcess]:
+    """Run ``gluteflow gateway`` in a child process on a free loopback port until the block exits.
+
+    Ready once ``/v1/health`` answers 200; on exit it gets SIGTERM (uvicorn's graceful stop: the queued
+    requests are committed) and SIGKILL if it outlives ``timeout_s``."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "gateway", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                tail = log_file.read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"gateway exited with code {proc.returncode}:\n{tail}")
+            try:
+                return httpx.get(f"{url}/v1/health", timeout=5.0).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout_s, interval_s=0.2, what=f"the gateway at {url}")
+        yield GatewayProcess(url, proc.pid, log_file)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -20,13 +20,15 @@ _ID_RE = re.compile(ID_PATTERN)
 
 def id_problem(name: str, value: object) -> str | None:
     """``None`` when ``value`` is a valid id, otherwise a readable reason naming the field ``name``
-    (the offending value is shown escaped, so markup or control characters cannot reach a log or page)."""
+    (characters outside the alphabet are shown as ``\\x{hex}``, so markup or control characters in the
+    offending value cannot reach a log line, a JSON answer or a page)."""
     if not isinstance(value, str):
         return f"{name} must be a string, got {type(value).__name__}"
     if _ID_RE.fullmatch(value) is None:
-        shown = ascii(value[: ID_MAX_LEN + 8])
+        shown = "".join(c if _ID_RE.fullmatch(c) else f"\\x{{{ord(c):x}}}" for c in value[: ID_MAX_LEN + 8])
         return (
-            f"{name} {shown} does not match {ID_PATTERN} (letters, digits and . _ : -, 1-{ID_MAX_LEN} chars)"
+            f"{name} '{shown}' ({len(value)} chars) does not match {ID_PATTERN} "
+            f"(letters, digits and . _ : -, 1-{ID_MAX_LEN} chars)"
         )
     return None
 

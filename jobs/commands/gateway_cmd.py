@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
         from gateway.credentials import DeviceStore
 
         table = Table("token id", "runner", "device", "created (UTC)", "revoked (UTC)")
+        # ids are at most 64 chars of a plain alphabet: never fold them (they are copied into commands)
+        for column in table.columns[:3]:
+            column.no_wrap = True
         for c in DeviceStore(paths_from(ctx).devices_db).list(include_revoked=not active):
             table.add_row(c.token_id, c.runner_id, c.device_id, _utc(c.created_at), _utc(c.revoked_at) or "-")
         console.print(table)

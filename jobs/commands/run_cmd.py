@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
             None, "--fit-dir", help="FIT files to import too (default ../shared/fixtures/fit when present)."
         ),
         no_fit: bool = typer.Option(False, "--no-fit", help="Do not import FIT files."),
+        via_gateway: bool = typer.Option(
+            False, "--via-gateway", help="Send the simulated fleet through a gateway started for the run."
+        ),
     ) -> None:
         """Start the embedded broker, simulate a fleet, import FIT files, run stream, daily and nightly
         jobs, build the DuckDB catalog and the report, print counts and an example query, stop the broker."""
@@ -53,7 +56,15 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[yellow]no FIT files imported: {folder} not found[/]")
         try:
             result = run_chain(
-                paths, runners, days, first, seed, fit_files, duration_scale, say=console.print
+                paths,
+                runners,
+                days,
+                first,
+                seed,
+                fit_files,
+                duration_scale,
+                say=console.print,
+                via_gateway=via_gateway,
             )
         except RuntimeError as exc:
             fail(str(exc))

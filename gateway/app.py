@@ -52,6 +52,7 @@ from schemas.validate import Rejection
 
 API_VERSION = "v1"
 STAGE = "gateway"
+HEALTH_PROBE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Health(BaseModel):
     status: str
     broker_reachable: bool
     queued_requests: int
+    in_flight_requests: int
     seconds_since_last_commit: float | None
     last_kafka_error: str | None
 
@@ -429,13 +431,19 @@ def create_app(gw: Gateway) -> FastAPI:
         tags=["operations"],
     )
     async def health() -> JSONResponse:
-        """Whether the Kafka broker answers a metadata request (within 1 s), and the commit queue."""
-        reachable = await anyio.to_thread.run_sync(answers_metadata, gw.cfg.bootstrap, 1.0)
+        """Whether the Kafka broker answers a metadata request (within 2 s), and the commit queue."""
+        reachable = False
+        # a stalled broker accepts the connection and never answers: bound the probe, leave its thread
+        with anyio.move_on_after(HEALTH_PROBE_S):
+            reachable = await anyio.to_thread.run_sync(
+                answers_metadata, gw.cfg.bootstrap, 1.0, abandon_on_cancel=True
+            )
         last = gw.committer.last_ok_at
         body = Health(
             status="ok" if reachable else "unavailable",
             broker_reachable=reachable,
             queued_requests=gw.committer.queued,
+            in_flight_requests=gw.committer.in_flight,
             seconds_since_last_commit=None if last is None else round(time.monotonic() - last, 3),
             last_kafka_error=gw.committer.last_error,
         )

@@ -66,6 +66,7 @@ class GroupCommitter:
         self.group_bytes = group_bytes
         self.flush_timeout_s = flush_timeout_s
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queued)
+        self.in_flight = 0  # requests of the group being sent now
         self.last_ok_at: float | None = None
         self.last_error: str | None = None
         self._on_send_errors = on_send_errors  # records Kafka refused or never acknowledged
@@ -113,7 +114,11 @@ class GroupCommitter:
             group, stop = self._take_group(first)
             live = [it for it in group if it.future.set_running_or_notify_cancel()]
             if live:
-                self._commit(live)
+                self.in_flight = len(live)
+                try:
+                    self._commit(live)
+                finally:
+                    self.in_flight = 0
 
     def _commit(self, items: list[_Item]) -> None:
         try:

@@ -70,14 +70,19 @@ class GatewayProcess:
 
 @contextlib.contextmanager
 def gateway_process(
-    env: dict[str, str], log_file: Path, args: Sequence[str] = (), timeout_s: float = 60.0
+    env: dict[str, str],
+    log_file: Path,
+    args: Sequence[str] = (),
+    timeout_s: float = 60.0,
+    scheme: str = "http",
+    verify: bool | str = True,
 ) -> Iterator[GatewayProcess]:
     """Run ``gluteflow gateway`` in a child process on a free loopback port until the block exits.
 
     Ready once ``/v1/health`` answers 200; on exit it gets SIGTERM (uvicorn's graceful stop: the queued
     requests are committed) and SIGKILL if it outlives ``timeout_s``."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"  # https when ``args`` name --tls-cert/--tls-key
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
@@ -93,7 +98,7 @@ def gateway_process(
                 tail = log_file.read_text(errors="replace")[-1500:]
                 raise RuntimeError(f"gateway exited with code {proc.returncode}:\n{tail}")
             try:
-                return httpx.get(f"{url}/v1/health", timeout=5.0).status_code == 200
+                return httpx.get(f"{url}/v1/health", timeout=5.0, verify=verify).status_code == 200
             except httpx.TransportError:
                 return False
 

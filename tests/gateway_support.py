@@ -33,6 +33,7 @@ class Gw:
     env: dict[str, str]
     store: DeviceStore
     tokens: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
 
     def device(self, runner_id: str, device_id: str) -> str:
         """Register (runner, device) and return its token."""
@@ -46,11 +47,11 @@ class Gw:
         headers = {"Content-Type": ctype}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.post(self.url + path, content=body, headers=headers, timeout=60.0)
+        return httpx.post(self.url + path, content=body, headers=headers, timeout=60.0, verify=self.verify)
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics: ``name{labels}`` -> value."""
-        text = httpx.get(self.url + "/metrics", timeout=10.0).text
+        text = httpx.get(self.url + "/metrics", timeout=10.0, verify=self.verify).text
         out = {}
         for line in text.splitlines():
             if line and not line.startswith("#"):
@@ -60,7 +61,9 @@ class Gw:
 
 
 @contextlib.contextmanager
-def running_gateway(bootstrap: str, data: Path, args: list[str]) -> Iterator[Gw]:
+def running_gateway(
+    bootstrap: str, data: Path, args: list[str], scheme: str = "http", verify: bool | str = True
+) -> Iterator[Gw]:
     """Own topic namespace and data dir, topics applied, a gateway process serving them."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     env = {**os.environ, ENV_BOOTSTRAP: bootstrap, ENV_DATA_DIR: str(data), topics.ENV_TOPIC_PREFIX: prefix}
@@ -69,8 +72,8 @@ def running_gateway(bootstrap: str, data: Path, args: list[str]) -> Iterator[Gw]
     try:
         topics.apply(bootstrap)
         store = DeviceStore(Paths(data).devices_db)
-        with gateway_process(env, data / "gateway.log", args) as proc:
-            yield Gw(proc.url, proc.pid, bootstrap, data, env, store)
+        with gateway_process(env, data / "gateway.log", args, scheme=scheme, verify=verify) as proc:
+            yield Gw(proc.url, proc.pid, bootstrap, data, env, store, verify=verify)
     finally:
         for k, v in saved.items():
             if v is None:

@@ -12,6 +12,7 @@ BENCHES = [
     "bench.daily_bench",
     "bench.simulate_bench",
     "bench.nightly_bench",
+    "bench.gateway_bench",
 ]
 
 

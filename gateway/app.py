@@ -33,15 +33,13 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from limits import parse as parse_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from gateway.committer import GroupCommitter, PublishFailed, QueueFull
 from gateway.credentials import Credential, DeviceStore
 from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import DeviceRateLimit
 from gateway.wire import FIT_MEDIA_TYPES, FRAMES_MEDIA_TYPE, FramingError, unframe
 from infra.broker import answers_metadata
 from infra.publish import Prepared, Publisher, make_dead_letter
@@ -138,8 +136,7 @@ class Gateway:
             max_queued=cfg.max_queued_requests,
             on_send_errors=self.metrics.kafka_send_errors.inc,
         )
-        self.limit = parse_limit(cfg.rate_limit)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = DeviceRateLimit(cfg.rate_limit)
 
     def retry_headers(self, seconds: float | None = None) -> dict[str, str]:
         return {
@@ -157,9 +154,9 @@ class Gateway:
             raise Refusal(
                 401, "unauthorized", "unknown, invalid or revoked token", {"WWW-Authenticate": "Bearer"}
             )
-        if not self.limiter.hit(self.limit, cred.device_id):
-            reset_at, _ = self.limiter.get_window_stats(self.limit, cred.device_id)
-            headers = self.retry_headers(reset_at - time.time())
+        wait_s = self.limiter.hit(cred.device_id)
+        if wait_s > 0:
+            headers = self.retry_headers(wait_s)
             raise Refusal(
                 429, "rate_limited", f"device {cred.device_id} exceeds {self.cfg.rate_limit}", headers
             )

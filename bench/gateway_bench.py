@@ -108,8 +108,8 @@ async def _drive(
                 body = bodies[i % len(bodies)]
                 t0 = time.perf_counter()
                 async with session.post(url + "/v1/sensor-blocks", data=body, headers=headers) as r:
-                    answer = await r.json()
-                if r.status == 200:
+                    answer = await r.json() if r.status == 200 else None
+                if answer is not None:
                     latencies.append(time.perf_counter() - t0)
                     events += answer["accepted"]
                     size += len(body)
@@ -154,7 +154,12 @@ def main() -> None:
             all_blocks += blocks
             devices.append((store.register(runner, device)[1], [frame([encode(b)]) for b in blocks]))
         print(f"{len(devices)} devices registered in {time.perf_counter() - t0:.1f} s (scrypt per token)")
-        args = ["--rate-limit", "1000/second", "--max-connections", str(max(DEVICES) + 64)]
+        args = [
+            "--rate-limit",
+            "1000/second",
+            "--max-connections",
+            str(2 * max(DEVICES) + 64),
+        ]  # connections + requests
         rounds = []
         with gateway_process(env, data / "gateway.log", args) as gw:
             t0 = time.perf_counter()

@@ -43,7 +43,7 @@ def serve(
     port: int = 8470,
     certfile: str | None = None,
     keyfile: str | None = None,
-    max_connections: int = 2048,
+    max_connections: int = 4096,
 ) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM: uvicorn stops accepting, the app commits what is queued)."""
     app = build_app(cfg, devices_db)
@@ -53,7 +53,7 @@ def serve(
         port=port,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
-        limit_concurrency=max_connections,  # beyond it uvicorn answers 503: no unbounded queue of requests
+        limit_concurrency=max_connections,  # connections + tasks; beyond it uvicorn answers 503
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -40,7 +40,10 @@ def register(app: typer.Typer) -> None:
         ),
         max_queued: int = typer.Option(256, "--max-queued", help="Requests waiting for Kafka before 503."),
         max_connections: int = typer.Option(
-            2048, "--max-connections", help="Concurrent connections (503 above)."
+            4096,
+            "--max-connections",
+            help="Open connections plus requests in progress (uvicorn answers 503 above): a device "
+            "with a request in progress counts twice.",
         ),
     ) -> None:
         """Serve the device ingest gateway (HTTP, or HTTPS with --tls-cert/--tls-key) in front of Kafka."""

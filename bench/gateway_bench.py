@@ -36,14 +36,16 @@ from schemas.events import SensorBlock
 
 DEVICES = (50, 200, 1000)
 DURATION_S = 10.0
-BODIES_PER_DEVICE = (
-    4  # distinct pre-encoded 1 s blocks each device cycles through (client CPU stays off the clock)
-)
+#: distinct pre-encoded 1 s blocks each device cycles through (encoding stays off the clock)
+BODIES_PER_DEVICE = 4
+#: a second load: 200 devices sending 10 s of blocks per request (a phone syncing), same closed loop
+BATCHED = (200, 10)
 
 
 @dataclass
 class Round:
     devices: int
+    blocks_per_request: int
     events: int
     body_bytes: int
     wall_s: float
@@ -58,7 +60,8 @@ class Round:
         )
         refused = ", ".join(f"{k}: {v}" for k, v in sorted(self.refused.items())) or "none"
         return (
-            f"{self.devices:>5} devices: {self.events / self.wall_s:8,.0f} events/s "
+            f"{self.devices:>5} devices x {self.blocks_per_request:>2} blocks/request: "
+            f"{self.events / self.wall_s:8,.0f} events/s "
             f"{self.body_bytes / self.wall_s / 1e6:6.1f} MB/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
             f"refused {refused}  gateway RSS {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f} MB)"
         )
@@ -66,8 +69,8 @@ class Round:
 
 def _template_blocks() -> list[SensorBlock]:
     start = int(time.time() * 1e6) - 3_600_000_000
-    _, blocks, _ = make_session("r0000", "bench-s", start, duration_s=BODIES_PER_DEVICE + 2, seed=1)
-    return [b for b in blocks if b.device_id == "r0000.foot_left"][:BODIES_PER_DEVICE]
+    _, blocks, _ = make_session("r0000", "bench-s", start, duration_s=BATCHED[1] + 2, seed=1)
+    return [b for b in blocks if b.device_id == "r0000.foot_left"][: BATCHED[1]]
 
 
 def _device_blocks(template: list[SensorBlock], runner_id: str, device_id: str) -> list[SensorBlock]:
@@ -136,49 +139,57 @@ def _direct(bootstrap: str, blocks: list[SensorBlock]) -> tuple[float, float]:
         return len(blocks) / wall, pub.counts.bytes_sent / wall / 1e6
 
 
+def _register(store: DeviceStore, template: list[SensorBlock]) -> tuple[list, list, list[SensorBlock]]:
+    """Tokens and pre-encoded bodies per device: single-block bodies for every device, one
+    ``BATCHED[1]``-block body for the first ``BATCHED[0]``; and every block (for the direct producer)."""
+    singles, batched, all_blocks = [], [], []
+    for i in range(max(DEVICES)):
+        runner, device = f"r{i // 2:04d}", f"r{i // 2:04d}.foot_{'left' if i % 2 == 0 else 'right'}"
+        blocks = _device_blocks(template, runner, device)
+        all_blocks += blocks
+        token = store.register(runner, device)[1]
+        singles.append((token, [frame([encode(b)]) for b in blocks[:BODIES_PER_DEVICE]]))
+        if i < BATCHED[0]:
+            batched.append((token, [frame(encode(b) for b in blocks)]))
+    return singles, batched, all_blocks
+
+
 def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    template = _template_blocks()
     with tempfile.TemporaryDirectory() as tmp, running_broker(Paths(Path(tmp) / "broker")) as info:
         data = Path(tmp) / "data"
-        prefix = f"bench-gw-{uuid.uuid4().hex[:6]}."
-        os.environ[topics.ENV_TOPIC_PREFIX] = prefix
+        os.environ[topics.ENV_TOPIC_PREFIX] = f"bench-gw-{uuid.uuid4().hex[:6]}."
         topics.apply(info.bootstrap)
         env = {**os.environ, ENV_BOOTSTRAP: info.bootstrap, ENV_DATA_DIR: str(data)}
-        store = DeviceStore(Paths(data).devices_db)
         t0 = time.perf_counter()
-        devices, all_blocks = [], []
-        for i in range(max(DEVICES)):
-            runner, device = f"r{i // 2:04d}", f"r{i // 2:04d}.foot_{'left' if i % 2 == 0 else 'right'}"
-            blocks = _device_blocks(template, runner, device)
-            all_blocks += blocks
-            devices.append((store.register(runner, device)[1], [frame([encode(b)]) for b in blocks]))
-        print(f"{len(devices)} devices registered in {time.perf_counter() - t0:.1f} s (scrypt per token)")
-        args = [
-            "--rate-limit",
-            "1000/second",
-            "--max-connections",
-            str(2 * max(DEVICES) + 64),
-        ]  # connections + requests
+        singles, batched, all_blocks = _register(DeviceStore(Paths(data).devices_db), _template_blocks())
+        print(f"{len(singles)} devices registered in {time.perf_counter() - t0:.1f} s (scrypt per token)")
+        # uvicorn's cap counts connections and requests in progress: two per device
+        args = ["--rate-limit", "1000/second", "--max-connections", str(2 * max(DEVICES) + 64)]
         rounds = []
         with gateway_process(env, data / "gateway.log", args) as gw:
             t0 = time.perf_counter()
-            asyncio.run(_drive(gw.url, devices, 0.0))  # one request per device
+            asyncio.run(_drive(gw.url, singles, 0.0))  # one request per device
             print(
-                f"warm-up: one request per device in {time.perf_counter() - t0:.1f} s (first KDF check of each token)"
+                f"warm-up: one request per device in {time.perf_counter() - t0:.1f} s (first KDF check per token)"
             )
-            for n in DEVICES:
-                events, size, wall, latencies, refused = asyncio.run(_drive(gw.url, devices[:n], DURATION_S))
+            loads = [(singles[:n], 1) for n in DEVICES] + [(batched, BATCHED[1])]
+            for devices, per_request in loads:
+                events, size, wall, latencies, refused = asyncio.run(_drive(gw.url, devices, DURATION_S))
                 rss, peak = _memory_mb(gw.pid)
-                rounds.append(Round(n, events, size, wall, latencies, refused, rss, peak))
+                rounds.append(
+                    Round(len(devices), per_request, events, size, wall, latencies, refused, rss, peak)
+                )
                 print(rounds[-1].line(), flush=True)
-        direct_eps, direct_mbs = _direct(info.bootstrap, all_blocks * 5)
+        direct_eps, direct_mbs = _direct(info.bootstrap, all_blocks * 2)
         print(
             f"direct Publisher, same blocks: {direct_eps:8,.0f} events/s {direct_mbs:6.1f} MB/s (one process)"
         )
         for r in rounds:
             ratio = r.events / r.wall_s / direct_eps
-            print(f"ratio gateway/direct at {r.devices:>4} devices: {ratio:.2f}")
+            print(
+                f"ratio gateway/direct, {r.devices:>4} devices x {r.blocks_per_request:>2} blocks/request: {ratio:.2f}"
+            )
 
 
 if __name__ == "__main__":

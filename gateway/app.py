@@ -216,6 +216,42 @@ class Gateway:
         refusal.dead_lettered = 1
         raise refusal
 
+    async def ingest_frames(
+        self, request: Request, cred: Credential, kinds: frozenset[str], endpoint: str
+    ) -> IngestResult:
+        """Read, unframe, check and prepare a frames body, then commit it whole."""
+        body = await self.read_body(request, (FRAMES_MEDIA_TYPE,), self.cfg.max_body_bytes)
+        self.metrics.body_bytes.labels(endpoint).inc(len(body))
+        try:
+            messages = unframe(body)
+        except FramingError as exc:
+            await self.refuse_with_letter(Refusal(400, "bad_request", str(exc)), body, cred)
+        if not messages:
+            raise Refusal(400, "bad_request", "empty body: no frames")
+        prepared = prepare_frames(self, messages, cred, kinds)
+        if isinstance(prepared, Refusal):
+            await self.refuse_with_letter(prepared, body, cred)
+        await self.commit(prepared)
+        return result_of(prepared, range(len(prepared)))
+
+    async def health(self) -> Health:
+        """Broker reachability (a metadata answer within HEALTH_PROBE_S) and the commit queue."""
+        reachable = False
+        # a stalled broker accepts the connection and never answers: bound the probe, leave its thread
+        with anyio.move_on_after(HEALTH_PROBE_S):
+            reachable = await anyio.to_thread.run_sync(
+                answers_metadata, self.cfg.bootstrap, 1.0, abandon_on_cancel=True
+            )
+        last = self.committer.last_ok_at
+        return Health(
+            status="ok" if reachable else "unavailable",
+            broker_reachable=reachable,
+            queued_requests=self.committer.queued,
+            in_flight_requests=self.committer.in_flight,
+            seconds_since_last_commit=None if last is None else round(time.monotonic() - last, 3),
+            last_kafka_error=self.committer.last_error,
+        )
+
 
 def prepare_frames(
     gw: Gateway, messages: list[bytes], cred: Credential, kinds: frozenset[str]
@@ -358,23 +394,14 @@ def create_app(gw: Gateway) -> FastAPI:
         body = ErrorBody(error=exc.reason, detail=exc.detail, dead_lettered=exc.dead_lettered)
         return JSONResponse(body.model_dump(), status_code=exc.status, headers=exc.headers)
 
-    async def ingest_frames(
-        request: Request, cred: Credential, kinds: frozenset[str], endpoint: str
-    ) -> IngestResult:
-        body = await gw.read_body(request, (FRAMES_MEDIA_TYPE,), gw.cfg.max_body_bytes)
-        gw.metrics.body_bytes.labels(endpoint).inc(len(body))
-        try:
-            messages = unframe(body)
-        except FramingError as exc:
-            await gw.refuse_with_letter(Refusal(400, "bad_request", str(exc)), body, cred)
-        if not messages:
-            raise Refusal(400, "bad_request", "empty body: no frames")
-        prepared = prepare_frames(gw, messages, cred, kinds)
-        if isinstance(prepared, Refusal):
-            await gw.refuse_with_letter(prepared, body, cred)
-        await gw.commit(prepared)
-        return result_of(prepared, range(len(prepared)))
+    _ingest_routes(app, gw)
+    _operations_routes(app, gw)
+    paths = frozenset(r.path for r in app.routes if hasattr(r, "methods"))
+    app.add_middleware(_Measure, metrics=gw.metrics, endpoints=paths)
+    return app
 
+
+def _ingest_routes(app: FastAPI, gw: Gateway) -> None:
     frames = _binary_body(FRAMES_MEDIA_TYPE)
 
     @app.post(
@@ -388,14 +415,14 @@ def create_app(gw: Gateway) -> FastAPI:
         """Sensor blocks (foot/pelvis IMU, EMG) of the token's device, several per request, each a framed
         message in the project's binary encoding. Accepted whole (bad blocks dead-lettered with their
         reason) or refused whole."""
-        return await ingest_frames(request, cred, SENSOR_KINDS, "/v1/sensor-blocks")
+        return await gw.ingest_frames(request, cred, SENSOR_KINDS, "/v1/sensor-blocks")
 
     @app.post(
         "/v1/records", response_model=IngestResult, responses=_ERRORS, openapi_extra=frames, tags=["ingest"]
     )
     async def records(request: Request, cred: DeviceCredential) -> IngestResult:
         """Watch records, session markers and runner profiles of the token's device, framed like sensor blocks."""
-        return await ingest_frames(request, cred, RECORD_KINDS, "/v1/records")
+        return await gw.ingest_frames(request, cred, RECORD_KINDS, "/v1/records")
 
     @app.post(
         "/v1/fit",
@@ -421,6 +448,8 @@ def create_app(gw: Gateway) -> FastAPI:
         result = result_of(prepared, [None] * len(prepared))
         return JSONResponse(result.model_dump(), status_code=200 if outcome.ok else 422)
 
+
+def _operations_routes(app: FastAPI, gw: Gateway) -> None:
     @app.get(
         "/v1/health",
         response_model=Health,
@@ -429,23 +458,11 @@ def create_app(gw: Gateway) -> FastAPI:
     )
     async def health() -> JSONResponse:
         """Whether the Kafka broker answers a metadata request (within 2 s), and the commit queue."""
-        reachable = False
-        # a stalled broker accepts the connection and never answers: bound the probe, leave its thread
-        with anyio.move_on_after(HEALTH_PROBE_S):
-            reachable = await anyio.to_thread.run_sync(
-                answers_metadata, gw.cfg.bootstrap, 1.0, abandon_on_cancel=True
-            )
-        last = gw.committer.last_ok_at
-        body = Health(
-            status="ok" if reachable else "unavailable",
-            broker_reachable=reachable,
-            queued_requests=gw.committer.queued,
-            in_flight_requests=gw.committer.in_flight,
-            seconds_since_last_commit=None if last is None else round(time.monotonic() - last, 3),
-            last_kafka_error=gw.committer.last_error,
+        body = await gw.health()
+        headers = {} if body.broker_reachable else gw.retry_headers()
+        return JSONResponse(
+            body.model_dump(), status_code=200 if body.broker_reachable else 503, headers=headers
         )
-        headers = {} if reachable else gw.retry_headers()
-        return JSONResponse(body.model_dump(), status_code=200 if reachable else 503, headers=headers)
 
     @app.get(
         "/metrics",
@@ -458,7 +475,3 @@ def create_app(gw: Gateway) -> FastAPI:
         latency histogram, Kafka send errors."""
         gw.metrics.queued.set(gw.committer.queued)
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    paths = frozenset(r.path for r in app.routes if hasattr(r, "methods"))
-    app.add_middleware(_Measure, metrics=gw.metrics, endpoints=paths)
-    return app

@@ -317,3 +317,11 @@ def test_fit_upload_goes_through_the_importer_all_or_nothing(gw: Gw) -> None:
     assert r.status_code == 422, r.text
     assert r.json()["accepted"] == 0 and [d["reason"] for d in r.json()["dead_letters"]] == ["corrupt_file"]
     assert of_device(topic_events(gw.bootstrap, "watch_records"), "r0114.watch2") == []
+
+
+def test_the_documented_example_body_is_accepted(gw: Gw) -> None:
+    from gateway.example import example_body
+
+    token = gw.device("r0115", "r0115.pod")
+    r = gw.post("/v1/sensor-blocks", example_body("r0115", "r0115.pod"), token)
+    assert r.status_code == 200 and r.json() == {"accepted": 3, "dead_lettered": 0, "dead_letters": []}

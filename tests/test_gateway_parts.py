@@ -75,3 +75,17 @@ def test_id_rule_accepts_the_projects_ids_and_names_what_is_wrong() -> None:
         runner_id, device_id, session_id = "r1", "d1", "s\t1"
 
     assert event_id_problem(E()).startswith("session_id")
+
+
+def test_run_plans_the_simulation_through_the_gateway_only_when_asked() -> None:
+    import datetime as dt
+
+    from jobs.run_chain import plan_steps
+
+    day = dt.date(2026, 10, 5)
+    via = plan_steps(2, 1, day, 0, [], 0.1, 1, via="http://127.0.0.1:8470")
+    direct = plan_steps(2, 1, day, 0, [], 0.1, 1)
+    sim_via = next(s for s in via if s.name == "simulate").args
+    sim_direct = next(s for s in direct if s.name == "simulate").args
+    assert sim_via == [*sim_direct, "--via", "http://127.0.0.1:8470"]
+    assert [s.name for s in via] == [s.name for s in direct]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -45,7 +46,12 @@ def serve(
     keyfile: str | None = None,
     max_connections: int = 4096,
 ) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM: uvicorn stops accepting, the app commits what is queued)."""
+    """Serve until interrupted (Ctrl-C / SIGTERM: uvicorn stops accepting, the app commits what is queued).
+
+    uvicorn re-raises the signal it caught once it has stopped; SIGTERM then raises SystemExit here (and
+    Ctrl-C KeyboardInterrupt) instead of ending the process, so the caller's cleanup (a broker it started)
+    still runs."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app = build_app(cfg, devices_db)
     config = uvicorn.Config(
         app,
@@ -59,6 +65,10 @@ def serve(
         lifespan="on",
     )
     uvicorn.Server(config).run()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 @dataclass

@@ -134,3 +134,39 @@ def test_gateway_serves_https_with_a_certificate_and_key(kafka_bootstrap: str, t
         assert r.status_code == 200 and r.json()["accepted"] == 2
         with pytest.raises(httpx.HTTPError):  # plain HTTP is not served on the TLS port
             httpx.get(gw.url.replace("https://", "http://") + "/v1/health", timeout=5)
+
+
+@pytest.mark.timeout(180)
+def test_one_command_on_the_embedded_defaults_starts_and_stops_its_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gluteflow gateway`` with no broker running and no KAFKA_BOOTSTRAP_SERVERS: it starts Tansu, applies
+    the topics, serves, and stops that broker when it stops."""
+    from gateway.credentials import DeviceStore
+    from gateway.server import gateway_process
+
+    monkeypatch.delenv(ENV_BOOTSTRAP, raising=False)
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k != ENV_BOOTSTRAP}
+    env["GLUTEFLOW_DATA_DIR"] = str(data)
+    token = DeviceStore(Paths(data).devices_db).register("r0203", "r0203.foot_left")[1]
+    with gateway_process(env, data / "gateway.log", []) as gw:
+        info = broker.read_state(Paths(data))
+        assert info is not None and info.pid is not None
+        r = httpx.post(
+            gw.url + "/v1/sensor-blocks",
+            content=body_of(blocks_for("r0203", n=2)),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/vnd.gluteflow.frames"},
+        )
+        assert r.status_code == 200 and r.json()["accepted"] == 2
+    broker.wait_until(
+        lambda: not Path(f"/proc/{info.pid}").exists() or _zombie(info.pid), 30, 0.1, "Tansu to stop"
+    )
+    assert broker.read_state(Paths(data)) is None
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -7,7 +7,7 @@ import datetime as dt
 import typer
 from rich.table import Table
 
-from infra import broker
+from infra import broker, topics
 from jobs.console import console, fail, paths_from
 
 
@@ -54,24 +54,27 @@ def register(app: typer.Typer) -> None:
             fail("--tls-cert and --tls-key go together")
         paths = paths_from(ctx)
         try:
-            bootstrap = broker.bootstrap_servers(paths)
+            # the embedded defaults: a running broker (or KAFKA_BOOTSTRAP_SERVERS), else Tansu started
+            # here and stopped when the gateway stops
+            with broker.running_broker(paths) as info:
+                topics.apply(info.bootstrap)
+                cfg = GatewayConfig(
+                    bootstrap=info.bootstrap,
+                    max_body_bytes=max_body,
+                    max_fit_bytes=max_fit,
+                    rate_limit=rate,
+                    publish_timeout_s=publish_timeout,
+                    max_queued_requests=max_queued,
+                )
+                scheme = "https" if certfile else "http"
+                started = " (embedded Tansu, started for this gateway)" if info.started_here else ""
+                console.print(f"[green]gateway[/] {scheme}://{host}:{port}  Kafka {info.bootstrap}{started}")
+                console.print(f"devices: {paths.devices_db}   OpenAPI: /docs   metrics: /metrics")
+                serve(cfg, paths.devices_db, host, port, certfile, keyfile, max_connections)
+        except KeyboardInterrupt:  # Ctrl-C after uvicorn's graceful stop; the broker (if ours) is stopped
+            console.print("gateway stopped")
         except broker.BrokerError as exc:
             fail(str(exc))
-        cfg = GatewayConfig(
-            bootstrap=bootstrap,
-            max_body_bytes=max_body,
-            max_fit_bytes=max_fit,
-            rate_limit=rate,
-            publish_timeout_s=publish_timeout,
-            max_queued_requests=max_queued,
-        )
-        scheme = "https" if certfile else "http"
-        console.print(
-            f"[green]gateway[/] {scheme}://{host}:{port}  (Kafka {bootstrap}, devices {paths.devices_db})"
-        )
-        console.print(f"OpenAPI: {scheme}://{host}:{port}/docs   metrics: {scheme}://{host}:{port}/metrics")
-        try:
-            serve(cfg, paths.devices_db, host, port, certfile, keyfile, max_connections)
         except Exception as exc:  # NoBrokersAvailable, a port in use, a bad certificate
             fail(f"gateway failed: {type(exc).__name__}: {exc}")
 

@@ -148,7 +148,7 @@ def start(paths: Paths, timeout_s: float = 30.0, die_with_parent: bool = False) 
     if info is not None and ok:
         return info
     if info is not None and info.pid and _pid_alive(info.pid) and _is_tansu(info.pid):
-        _terminate(info.pid)
+        terminate_group(info.pid)
     paths.broker_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
@@ -182,7 +182,7 @@ def start(paths: Paths, timeout_s: float = 30.0, die_with_parent: bool = False) 
             f"Tansu on {bootstrap} to answer Kafka metadata",
         )
     except BaseException:
-        _terminate(proc.pid)
+        terminate_group(proc.pid)
         raise
     tmp = _state_file(paths).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(info)))
@@ -197,11 +197,12 @@ def _raise_if_exited(proc: subprocess.Popen, log_file: Path) -> bool:
     return False
 
 
-def _terminate(pid: int, grace_s: float = 1.0, timeout_s: float = 10.0) -> None:
-    """SIGTERM the broker's process group, SIGKILL it if it lingers past ``grace_s``, and reap it.
+def terminate_group(pid: int, grace_s: float = 1.0, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process group we started, SIGKILL it if it lingers past ``grace_s``, and reap it.
 
     The embedded Tansu keeps everything in memory, so there is nothing a graceful stop would save:
-    with a client connection still open it took 5 s to exit on SIGTERM, at the end of every run."""
+    with a client connection still open it took 5 s to exit on SIGTERM, at the end of every run
+    (hence the 1 s default; a JVM service passes a longer grace)."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, timeout_s)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
@@ -223,7 +224,7 @@ def stop(paths: Paths) -> BrokerInfo | None:
     if info is None or info.pid is None:
         return None
     if _pid_alive(info.pid) and _is_tansu(info.pid):
-        _terminate(info.pid)
+        terminate_group(info.pid)
     _state_file(paths).unlink(missing_ok=True)
     return info
 

@@ -24,29 +24,34 @@ A crash before 4 loses only staging (the batch is recomputed from the old checkp
 4 is completed by step 1. Lake file names depend only on the batch number and shard, so nothing is
 duplicated.
 
-Shards (``--workers N``): a batch is split by Kafka partition index over N forked worker processes
-(kept for the whole run, :class:`infra.worker_pool.WorkerPool`: a process's first pipeline is its
-slowest), each running its own bounded pipeline (kafka-python, Avro decoding and the science are GIL-bound Python,
-so processes, not threads, use more cores). The runner-keyed input topics are co-partitioned (same
-partition count, runner id as key), so a runner's events and carry-over state all belong to one shard.
-Shard ``k`` writes ``part-<N:06d>-<k>.parquet`` and ``carry-<k>.arrow``; the commit point stays one
-checkpoint for the whole batch. Children die with the driver (``PR_SET_PDEATHSIG``), so a killed job
-leaves no shard writing into a staging directory that its rerun has wiped.
+The batch's pipeline is :class:`pipelines.stream.transforms.SessionStrides`, the composite every
+runner executes; its sessions' Beam state crosses batches as snapshots (step 3 writes them with the
+batch's outputs, the next batch restores them), and the batch's record-time watermark caps its timers.
+
+Shards (``--workers N``): a batch is split by Kafka partition index over N worker processes (the
+standard library's ``ProcessPoolExecutor``, forked once per run: a process's first pipeline is its
+slowest), each running its own bounded pipeline (kafka-python, Avro decoding and the science are
+GIL-bound Python, so processes, not threads, use more cores). The runner-keyed input topics are
+co-partitioned (same partition count, runner id as key), so a runner's events and snapshots all belong
+to one shard. Shard ``k`` writes ``part-<N:06d>-<k>.parquet`` and ``carry-<k>.arrow``; the commit
+point stays one checkpoint for the whole batch. Workers die with the driver (``PR_SET_PDEATHSIG``), so
+a killed job leaves nothing writing into a staging directory that its rerun has wiped.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
-import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -55,17 +60,15 @@ from kafka import TopicPartition
 
 from infra import topics
 from infra.kafka_io import make_consumer, make_producer
+from infra.procs import die_with_parent
 from infra.settings import Paths
-from infra.worker_pool import WorkerPool
-from pipelines import beam_patches
-from pipelines.io.kafka_source import PartitionSpec
-from pipelines.io.parquet_sink import WriteTables, read_state_keys
+from pipelines.io.kafka_sink import topic_messages
+from pipelines.io.kafka_source import CAUGHT_UP_WATERMARK_LAG_S, PartitionSpec, ReadKafkaPartitions
+from pipelines.io.parquet_sink import WriteTables, read_state_file, read_state_keys
 from pipelines.lake import read_table
-from pipelines.stream.manifest import ShardManifest
 from pipelines.stream.sessionize import StreamParams
-from pipelines.stream.transforms import StrideFeatureBatch
-from schemas.codec import encode_record
-from schemas.tables import DEAD_LETTERS, RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
+from pipelines.stream.transforms import OUTPUT_TABLES, LatestProfiles, RestoredSnapshots, SessionStrides
+from schemas.tables import RUNNERS
 
 INPUT_TOPIC_KEYS = ("sensor_blocks", "watch_records", "sessions", "runner_profiles", "dead_letters")
 # keyed by runner id with one partition count: partition index p of each holds the same runners
@@ -73,13 +76,8 @@ CO_PARTITIONED_KEYS = ("sensor_blocks", "watch_records", "sessions")
 DEFAULT_MAX_BATCH_BYTES = 64 * 1024 * 1024
 DEFAULT_AVG_MESSAGE_BYTES = 20_000
 CONSUMER_GROUP = "gluteflow-stream"
-beam_patches.install()  # 0.6 s less fixed cost per batch and shard (see pipelines/beam_patches.py)
-OUTPUT_TABLES = {
-    "strides": (STRIDES, ("runner_id", "ic_time")),
-    "watch_records": (WATCH_RECORDS, ("runner_id", "timestamp")),
-    "sessions": (SESSIONS, ("runner_id", "timestamp")),
-    "dead_letters": (DEAD_LETTERS, ("dead_letter_id",)),
-}
+#: checkpoints before version 3 carried session state in another format (its sessions restart)
+CHECKPOINT_VERSION = 3
 
 
 @dataclass
@@ -137,8 +135,16 @@ def checkpoint_path(paths: Paths) -> Path:
 def load_checkpoint(paths: Paths) -> dict:
     path = checkpoint_path(paths)
     if not path.exists():
-        return {"version": 1, "batch": 0, "offsets": {}, "partition_max": {}, "published": True, "staged": []}
-    return json.loads(path.read_text())
+        return {"version": CHECKPOINT_VERSION, "batch": 0, "offsets": {}, "published": True, "staged": []}
+    ckpt = json.loads(path.read_text())
+    if ckpt.get("version", 1) < CHECKPOINT_VERSION and ckpt.get("published", True) is False:
+        raise RuntimeError(
+            f"{path} was written by an older gluteflow whose batch was not published; finish it with that "
+            "version, or start from a fresh --data-dir"
+        )
+    if ckpt.get("version", 1) < CHECKPOINT_VERSION:  # its carry-over files are of the old format
+        ckpt = {**ckpt, "state_files": [], "state_file": None}
+    return ckpt
 
 
 def write_checkpoint(paths: Paths, ckpt: dict) -> None:
@@ -158,35 +164,10 @@ def write_checkpoint(paths: Paths, ckpt: dict) -> None:
         os.close(fd)
 
 
-def _arrow_rows_for_topic(table: pa.Table) -> list[dict]:
-    """Lake rows -> Avro records (timestamps as int microseconds, date as days)."""
-    cols = {}
-    for name in table.column_names:
-        col = table[name]
-        if pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        elif pa.types.is_date32(col.type):
-            col = col.cast(pa.int32())
-        cols[name] = col
-    return pa.table(cols).to_pylist()
-
-
 def _shard_of_file(rel: str) -> int:
     """Shard index from a staged file name ``part-<batch>-<shard>.parquet`` (0 for other names)."""
     parts = Path(rel).stem.split("-")
     return int(parts[2]) if len(parts) == 3 and parts[0] == "part" else 0
-
-
-_DEAD_LETTER_KEYS = (
-    "runner_id",
-    "device_id",
-    "session_id",
-    "seq",
-    "source_topic",
-    "source_partition",
-    "source_offset",
-    "source_file",
-)
 
 
 def _publish_files(bootstrap: str, files: list[Path]) -> None:
@@ -194,39 +175,15 @@ def _publish_files(bootstrap: str, files: list[Path]) -> None:
     producer = make_producer(bootstrap, client_id="gluteflow-stream")
     try:
         for dst in files:
-            table_name = dst.parent.parent.name
-            if table_name == "strides":
-                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
-                    rec["date"] = (rec["ic_time"] // 86_400_000_000) if rec.get("ic_time") is not None else 0
-                    producer.send(
-                        topics.topic("strides"),
-                        key=rec["runner_id"].encode(),
-                        value=encode_record("stride", rec),
-                    )
-            elif table_name == "dead_letters":
-                for rec in _arrow_rows_for_topic(pq.read_table(dst)):
-                    if rec["stage"] != "stream":
-                        continue
-                    letter = {
-                        "reason": rec["reason"],
-                        "detail": rec["detail"],
-                        "stage": rec["stage"],
-                        "original": rec["original"],
-                        "dead_lettered_at_us": rec["dead_lettered_at"],
-                        **{k: rec[k] for k in _DEAD_LETTER_KEYS},
-                    }
-                    producer.send(
-                        topics.topic("dead_letters"),
-                        key=(rec["runner_id"] or rec["reason"]).encode(),
-                        value=encode_record("dead_letter", letter),
-                    )
+            for topic, key, value in topic_messages(dst.parent.parent.name, pq.read_table(dst)):
+                producer.send(topic, key=key, value=value)
         producer.flush()
     finally:
         producer.close()
 
 
 def finish_publish(
-    opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print, pool: WorkerPool | None = None
+    opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print, pool: Executor | None = None
 ) -> None:
     """Step 5 of the protocol; safe to repeat. Each shard's files are sent by one producer (in
     parallel over shards, in ``pool``'s workers), so one runner's strides reach the topic in order."""
@@ -243,12 +200,12 @@ def finish_publish(
             os.replace(src, dst)
         if dst.exists() and Path(rel).parts[0] in ("strides", "dead_letters"):
             by_shard.setdefault(_shard_of_file(rel), []).append(dst)
-    tasks = [(_publish_files, (opts.bootstrap, files)) for _, files in sorted(by_shard.items())]
-    if pool is not None and len(tasks) <= max(1, pool.size):
-        pool.run(tasks)
-    else:  # recovering a checkpoint written with more shards than this run has workers
-        for fn, args in tasks:
-            fn(*args)
+    groups = [files for _, files in sorted(by_shard.items())]
+    if pool is not None:
+        list(pool.map(_publish_files, [opts.bootstrap] * len(groups), groups))
+    else:
+        for files in groups:
+            _publish_files(opts.bootstrap, files)
     _commit_kafka_offsets(opts.bootstrap, ckpt["offsets"], log)
     ckpt["published"] = True
     write_checkpoint(paths, ckpt)
@@ -324,6 +281,10 @@ class BatchPlan:
     offsets: dict
     backlog: int
     partition_counts: dict[str, int]
+    #: record time (us) up to which the input is complete after this batch: the planning clock minus a
+    #: margin when the batch reads every partition to its end, else the epoch (a backlog: no session
+    #: counts as quiet until the job has caught up)
+    watermark_us: int = 0
 
 
 @dataclass
@@ -339,6 +300,7 @@ class Shard:
 def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
     """Offset ranges for the next batch, capped to ``max_batch_bytes`` by the mean message size."""
     names = [topics.topic(key) for key in INPUT_TOPIC_KEYS]
+    planned_at_us = time.time_ns() // 1000
     begins, ends, sizes = _high_watermarks(opts.bootstrap, names)
     counts: dict[str, int] = {}
     backlog: dict[tuple[str, int], tuple[int, int]] = {}
@@ -364,7 +326,9 @@ def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
         stop = min(e, s + n)
         specs.append(PartitionSpec(opts.bootstrap, name, p, s, stop, opts.split_offsets))
         offsets.setdefault(name, {})[str(p)] = stop
-    return BatchPlan(specs, offsets, total, counts)
+    caught_up = total <= budget
+    watermark = planned_at_us - int(CAUGHT_UP_WATERMARK_LAG_S * 1e6) if caught_up else 0
+    return BatchPlan(specs, offsets, total, counts, watermark)
 
 
 def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
@@ -394,83 +358,73 @@ def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
     return [Shard(k, shard_specs[k], frozenset(owned[k])) for k in range(n)]
 
 
-def _shard_pipeline(opts: StreamOptions, manifest_path: Path) -> beam.Pipeline:
-    """The bounded pipeline of one shard slot: every per-batch value comes from the manifest at
-    ``manifest_path`` (the same path for every batch), so the built pipeline is run again as it is."""
+def _restore_rows(paths: Paths, ckpt: dict, owned: frozenset[int] | None) -> list:
+    """The previous batch's session snapshots whose home partition this shard owns (``None``: all)."""
+    rows = []
+    for path in _previous_state_files(paths, ckpt):
+        for runner, session, part, blob in read_state_file(Path(path)):
+            if owned is None or part in owned or (part < 0 and 0 in owned):
+                rows.append((runner, session, part, blob))
+    return rows
+
+
+def _shard_pipeline(
+    opts: StreamOptions,
+    plan: BatchPlan,
+    shard: Shard,
+    staging: Path,
+    batch: int,
+    restore: list,
+    runners: list,
+) -> beam.Pipeline:
+    """One shard's bounded pipeline for one batch: Kafka ranges -> :class:`SessionStrides` -> files."""
     options = PipelineOptions(["--direct_num_workers=1", "--direct_running_mode=in_memory"])
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
-    out = pipeline | "StrideFeatureBatch" >> StrideFeatureBatch(
-        str(manifest_path), opts.params, reader=opts.kafka_reader
+    p = beam.Pipeline(runner=FnApiRunner(), options=options)
+    msgs = (
+        p | "PartitionRanges" >> beam.Create(shard.specs) | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
     )
-    file_name = "part-{batch:06d}-{shard}.parquet"
+    restored = p | "Snapshots" >> RestoredSnapshots(restore)
+    out = msgs | "SessionStrides" >> SessionStrides(
+        opts.params, event_time_cap_us=plan.watermark_us, restore=restored
+    )
+    existing = p | "ExistingRunners" >> beam.Create(runners)
+    pcolls = {name: out[name] for name in OUTPUT_TABLES}
+    pcolls["runners"] = (
+        out["profiles"]
+        | "LatestProfiles" >> LatestProfiles(existing)
+        | "RunnerRowList" >> beam.Map(lambda r: [r])
+    )
+    pcolls["state"] = out["snapshots"]
+    name = f"part-{batch:06d}-{shard.index}.parquet"
     sinks = {
-        table: ("parquet", (f"{{staging}}/{table}", schema, file_name, ("date",), sort_by))
+        table: ("parquet", (str(staging / table), schema, name, ("date",), sort_by))
         for table, (schema, sort_by) in OUTPUT_TABLES.items()
     }
-    sinks["runners"] = ("parquet", ("{staging}/runners", RUNNERS, "part-0.parquet", (), ("runner_id",)))
-    sinks["state"] = ("state", ("{staging}/carry-{shard}.arrow",))
-    sinks["partition_max"] = ("json", ("{staging}/partition_max-{shard}.json",))
-    pcolls = {name: out[name] for name in sinks if name != "partition_max"}
-    pcolls["partition_max"] = out["partition_max"] | "MaximaList" >> beam.Map(lambda kv: [list(kv)])
-    _ = pcolls | "WriteTables" >> WriteTables(sinks, manifest_path)
-    return pipeline
+    sinks["runners"] = ("parquet", (str(staging / "runners"), RUNNERS, "part-0.parquet", (), ("runner_id",)))
+    sinks["state"] = ("state", (str(staging / f"carry-{shard.index}.arrow"),))
+    _ = pcolls | "WriteTables" >> WriteTables(sinks)
+    return p
 
 
-# built shard pipelines of this process (a kept worker runs every batch of its slot with one)
-_PIPELINES: dict[tuple, beam.Pipeline] = {}
-
-
-def _run_shard(
-    opts: StreamOptions, ckpt: dict, batch: int, shard: Shard, staging: Path, state_files: list[str]
-):
-    """One shard's bounded pipeline; writes its tables, ``carry-<k>.arrow`` and ``shard-<k>.json``
-    (Beam counters and partition maxima) under ``staging``.
-
-    The batch's inputs go into ``manifests/shard-<k>.json``; the pipeline built for that path (and
-    these options) the first time is run again for every later batch (building it took ~0.25 s of
-    every batch and shard). The java reader fixes its ranges when built, so it is built per batch."""
-    k = shard.index
+def _run_shard(opts: StreamOptions, ckpt: dict, plan: BatchPlan, batch: int, shard: Shard, staging: Path):
+    """One shard's bounded pipeline; writes its tables and ``carry-<k>.arrow`` under ``staging`` and
+    returns its Beam counters."""
     runners: list[dict] = []
-    if k == 0:  # the runners table (profiles topic + current table) is shard 0's
+    if shard.index == 0:  # the runners table (profiles topic + current table) is shard 0's
         runners = read_table(opts.paths.table("runners"), RUNNERS, partition_cols=()).to_pylist()
         runners = [{**r, "updated_at": _us(r["updated_at"])} for r in runners]
-    manifest_path = stream_dir(opts.paths) / "manifests" / f"shard-{k}.json"
-    ShardManifest(
-        specs=tuple(shard.specs),
-        state_files=tuple(state_files),
-        owned_partitions=shard.owned,
-        previous_partition_max={int(p): int(v) for p, v in ckpt.get("partition_max", {}).items()},
-        existing_runners=tuple(runners),
-        staging=str(staging),
-        batch=batch,
-        shard=k,
-    ).write(manifest_path)
-    key = (str(manifest_path), opts.params, opts.kafka_reader)
-    pipeline = _PIPELINES.get(key) if opts.kafka_reader == "python" else None
-    if pipeline is None:
-        pipeline = _shard_pipeline(opts, manifest_path)
-        if opts.kafka_reader == "python":
-            _PIPELINES[key] = pipeline
-    result = pipeline.run()
+    restore = _restore_rows(opts.paths, ckpt, shard.owned)
+    result = _shard_pipeline(opts, plan, shard, staging, batch, restore, runners).run()
     result.wait_until_finish()
     counters: dict[str, int] = {}
     for c in result.metrics().query(MetricsFilter())["counters"]:
         name = c.key.metric.name
         counters[name] = counters.get(name, 0) + int(c.committed or c.attempted or 0)
-    maxima_path = staging / f"partition_max-{k}.json"
-    maxima = json.loads(maxima_path.read_text()) if maxima_path.exists() else []
-    maxima_path.unlink(missing_ok=True)
-    _write_json_atomic(staging / f"shard-{k}.json", {"counters": counters, "partition_max": maxima})
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    return counters
 
 
 def _previous_state_files(paths: Paths, ckpt: dict) -> list[str]:
-    names = ckpt.get("state_files") or ([ckpt["state_file"]] if ckpt.get("state_file") else [])
+    names = ckpt.get("state_files") or []
     return [str(stream_dir(paths) / n) for n in names if (stream_dir(paths) / n).exists()]
 
 
@@ -490,9 +444,7 @@ def _check_keys_disjoint(staging: Path, n_shards: int) -> None:
                 )
 
 
-def run_batch(
-    opts: StreamOptions, ckpt: dict, plan: BatchPlan, pool: WorkerPool | None = None
-) -> BatchResult:
+def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan, pool: Executor | None = None) -> BatchResult:
     """Steps 3-5 for one batch (its shards in ``pool``'s worker processes; without a pool, in this
     process); returns its metrics."""
     paths = opts.paths
@@ -500,22 +452,16 @@ def run_batch(
     staging = stream_dir(paths) / "staging" / str(batch)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    state_files = _previous_state_files(paths, ckpt)
-    shards = plan_shards(plan, opts.n_workers)
+    shards = plan_shards(plan, opts.n_workers if pool is not None else 1)
     t0 = time.perf_counter()
-    (pool or WorkerPool(1)).run(
-        [(_run_shard, (opts, ckpt, batch, sh, staging, state_files)) for sh in shards]
-    )
+    args = [(opts, ckpt, plan, batch, sh, staging) for sh in shards]
+    results = list(pool.map(_run_shard, *zip(*args, strict=True))) if pool else [_run_shard(*a) for a in args]
     seconds = time.perf_counter() - t0
     _check_keys_disjoint(staging, len(shards))
     counters: dict[str, int] = {}
-    partition_max: dict[str, int] = dict(ckpt.get("partition_max", {}))
-    for sh in shards:
-        result = json.loads((staging / f"shard-{sh.index}.json").read_text())
-        for name, v in result["counters"].items():
+    for shard_counters in results:
+        for name, v in shard_counters.items():
             counters[name] = counters.get(name, 0) + v
-        for p, v in result["partition_max"]:
-            partition_max[str(p)] = max(int(v), int(partition_max.get(str(p), v)))
     staged = sorted(str(f.relative_to(staging)) for f in staging.rglob("*.parquet"))
     messages = counters.get("records_read", 0)
     nbytes = counters.get("bytes_read", 0)
@@ -523,20 +469,24 @@ def run_batch(
     if messages:
         avg = int(0.5 * avg + 0.5 * nbytes / messages) if ckpt.get("avg_bytes") else int(nbytes / messages)
     new = {
-        "version": 2,
+        "version": CHECKPOINT_VERSION,
         "batch": batch,
         "offsets": plan.offsets,
-        "partition_max": partition_max,
         "state_files": [f"staging/{batch}/carry-{sh.index}.arrow" for sh in shards],
         "staged": staged,
         "published": False,
         "avg_bytes": avg,
         "shards": len(shards),
+        "watermark_us": plan.watermark_us,
         "committed_at_us": time.time_ns() // 1000,
     }
     write_checkpoint(paths, new)  # <- commit point
     finish_publish(opts, new, pool=pool)
     return BatchResult(batch, messages, nbytes, seconds, counters, staged)
+
+
+def _worker_init(parent_pid: int) -> None:
+    die_with_parent(parent_pid)
 
 
 def _us(v) -> int:
@@ -560,13 +510,22 @@ def run(
     if opts.kafka_reader == "java" and shutil.which("java") is None:
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
     topics.apply(opts.bootstrap)
-    with WorkerPool(opts.n_workers) as pool:  # forked on first use, kept for every batch
+    if opts.n_workers <= 1:
+        return _run_batches(opts, None, once, until_idle_s, on_batch, log, poll_s)
+    # forked (workers share the imported Beam and pyarrow; a spawned one pays ~2 s of imports) and kept
+    # for every batch: a process's first pipeline is its slowest
+    with ProcessPoolExecutor(
+        opts.n_workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    ) as pool:
         return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
 
 
 def _run_batches(
     opts: StreamOptions,
-    pool: WorkerPool,
+    pool: Executor | None,
     once: bool,
     until_idle_s: float | None,
     on_batch: Callable[[BatchResult, int], None] | None,

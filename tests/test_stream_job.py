@@ -15,7 +15,7 @@ from infra.settings import Paths
 from jobs.stream_driver import StreamOptions, load_checkpoint, run
 from pipelines.io.parquet_sink import read_state_keys
 from pipelines.lake import read_table
-from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, process_session
+from pipelines.stream.sessionize import Item, SessionState, process_session
 from pipelines.stream.synthetic import make_session
 from schemas.codec import encode
 from schemas.events import RunnerProfile, WatchRecord
@@ -68,7 +68,7 @@ def offline(events_by_runner) -> dict[str, dict]:
             for i, e in enumerate(events)
         ]
         state = SessionState(events[0].runner_id, events[0].session_id)
-        out = process_session(state, items, -INF, force_close=True)
+        out = process_session(state, items, force_close=True)
         rows.update({r["stride_id"]: r for r in out.strides})
     return rows
 
@@ -94,7 +94,7 @@ def assert_same_strides(got: dict[str, dict], want: dict[str, dict]) -> None:
         for name in FEATURES:
             a, b = g[name], w[name]
             if isinstance(b, float) and isinstance(a, float):
-                assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6) or (math.isnan(a) and math.isnan(b)), (
+                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b)), (
                     sid,
                     name,
                     a,
@@ -250,11 +250,6 @@ def _same_partition_runner_ids(n_partitions: int) -> tuple[str, str]:
     raise AssertionError("no two runner ids share a partition")
 
 
-def test_partition_ends_answer_newest_end_after_an_offset() -> None:
-    ends = PartitionEnds.from_pairs([(12, 500), (10, 900), (11, 300), (13, 100)])
-    assert [ends.after(o) for o in (9, 10, 11, 12, 13)] == [900, 500, 500, 100, -INF]
-
-
 @pytest.mark.timeout(300)
 def test_backlog_of_runners_sharing_a_partition_is_not_late(kafka: str, paths: Paths) -> None:
     """Runner B's whole session reaches Kafka after runner A's, with the same event times, on one
@@ -291,25 +286,3 @@ def test_open_session_strides_are_written_before_it_ends(kafka: str, paths: Path
     }
     assert len(want) == len(strides)  # every stride written so far is final: equal to the whole-session pass
     assert_same_strides(strides, want)
-
-
-@pytest.mark.timeout(300)
-def test_one_built_pipeline_serves_every_batch(kafka: str, paths: Paths, monkeypatch) -> None:
-    """A shard's pipeline reads its batch from the manifest, so the pipeline built for the first batch
-    runs every later one unchanged, with the same strides as one pass over whole sessions."""
-    from jobs import stream_driver
-
-    sessions = fleet(n_runners=2, duration_s=30)
-    produce(kafka, [e for _, ev in sessions for e in ev])
-    builds: list[str] = []
-    original = stream_driver._shard_pipeline
-
-    def counted(opts, manifest_path):
-        builds.append(str(manifest_path))
-        return original(opts, manifest_path)
-
-    monkeypatch.setattr(stream_driver, "_shard_pipeline", counted)
-    results = run(StreamOptions(kafka, paths, max_batch_bytes=250_000, workers=1), until_idle_s=0.0)
-    assert len(results) >= 3 and all(r.reconciles for r in results)
-    assert len(builds) == 1  # built once, run len(results) times
-    assert_same_strides(lake_strides(paths), offline(sessions))

@@ -123,40 +123,7 @@ def test_shard_processes_die_with_a_killed_driver(kafka: str, tmp_path: Path) ->
             time.sleep(0.01)
         assert not any(_alive(p) for p in shards), "shard processes outlived their driver"
         staging = Paths(data).state / "stream" / "staging" / "1"
-        assert not list(staging.glob("shard-*.json")), "a shard finished its pipeline after the driver died"
+        assert not list(staging.glob("carry-*.arrow")), "a shard finished its pipeline after the driver died"
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-@pytest.mark.timeout(180)
-def test_checkpoint_from_before_shards_is_continued_by_two_shards(kafka: str, paths: Paths) -> None:
-    """Upgrade mid-stream: state written by the one-process version (``state_file`` in the checkpoint,
-    no ``partition`` column, bare-int partition maxima) is picked up by a sharded run, and the strides
-    equal one pass over whole sessions."""
-    import json
-
-    import pyarrow as pa
-    from test_stream_job import assert_same_strides, lake_strides, offline
-
-    from jobs.stream_driver import checkpoint_path, stream_dir, write_checkpoint
-
-    sessions = fleet(3, 40)
-    events = [e for _, ev in sessions for e in ev]
-    half = len(events) // 2
-    produce(kafka, events[:half])
-    run(StreamOptions(kafka, paths, workers=1), until_idle_s=0.0)
-    ckpt = json.loads(checkpoint_path(paths).read_text())
-    [carry] = ckpt.pop("state_files")
-    path = stream_dir(paths) / carry
-    with pa.OSFile(str(path), "rb") as source:
-        old = pa.ipc.open_file(source).read_all().drop_columns(["partition"])
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, old.schema) as writer:
-        writer.write_table(old)
-    write_checkpoint(paths, {**ckpt, "version": 1, "state_file": carry})
-    assert old.num_rows >= 2  # runner 0's closed session and runner 1's open one
-
-    produce(kafka, events[half:])
-    results = run(StreamOptions(kafka, paths, workers=2), until_idle_s=0.0)
-    assert results and all(r.reconciles for r in results)
-    assert_same_strides(lake_strides(paths), offline(sessions))

@@ -23,7 +23,6 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from infra.settings import Paths
-from pipelines import beam_patches
 from pipelines.daily.compute import LOOKBACK_DAYS
 from pipelines.daily.transforms import DailyJob
 
@@ -39,7 +38,6 @@ __all__ = [
 ]
 
 INPUT_TABLES = ("strides", "watch_records", "sessions")
-beam_patches.install()
 STATE_FILE = "daily_state.json"
 
 

@@ -18,9 +18,10 @@ Design
   timestamp, i.e. producer create time in ms); the watermark estimator is a
   :class:`MonotonicWatermarkEstimator` advanced by the largest record timestamp of each poll.
 * **Bounded vs unbounded**: with ``stop`` set the read is bounded (the micro-batch driver). With
-  ``stop=None`` the restriction is ``[start, 2**63-1)``; when a poll returns nothing the DoFn returns
-  ``ProcessContinuation.resume(poll_interval_s)`` so a streaming runner (Flink, Dataflow) checkpoints and
-  re-invokes it: the same DoFn serves an unbounded read there. Measured on the local FnApiRunner: an
+  ``stop=None`` the restriction is ``[start, 2**63-1)``; when a poll returns nothing the DoFn calls
+  ``tracker.defer_remainder(poll_interval_s)`` and returns, so a streaming runner (Prism, Flink,
+  Dataflow) checkpoints and re-invokes it: the same DoFn serves an unbounded read there (the Python
+  SDK has no use for a yielded ``ProcessContinuation``: it was emitted as an element). Measured on the local FnApiRunner: an
   unbounded read never fires stages after a GroupByKey, so locally the job runs as a sequence of
   bounded pipelines (jobs/stream_driver.py).
 * **End offsets**: Tansu under-reports ListOffsets(LATEST), so bounded stops come from the fetch high
@@ -41,11 +42,14 @@ import apache_beam as beam
 from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
 from apache_beam.io.watermark_estimators import MonotonicWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
 
 from infra.kafka_io import make_consumer
 
 UNBOUNDED_STOP = sys.maxsize
+#: a partition read to its end holds the record-time watermark this far behind the clock: producers'
+#: clocks and messages still in flight (the micro-batch executor uses the same margin)
+CAUGHT_UP_WATERMARK_LAG_S = 10.0
 
 
 class PartitionSpec(NamedTuple):
@@ -94,7 +98,9 @@ class _OffsetRestrictionProvider(RestrictionProvider):
 
 class _WatermarkProvider(WatermarkEstimatorProvider):
     def initial_estimator_state(self, element, restriction):
-        return None
+        # not None (Beam's default): MonotonicWatermarkEstimator then compares a Timestamp with None when
+        # a runner asks for the watermark of a deferred restriction (every idle poll of an unbounded read)
+        return MIN_TIMESTAMP
 
     def create_watermark_estimator(self, estimator_state):
         return MonotonicWatermarkEstimator(estimator_state)
@@ -157,8 +163,13 @@ class ReadKafkaPartitionsFn(beam.DoFn):
             batch = consumer.poll(timeout_ms=200 if bounded else int(self.poll_interval_s * 1000))
             records = batch.get(tp, [])
             if not records:
-                if not bounded:
-                    yield beam.transforms.core.ProcessContinuation.resume(self.poll_interval_s)
+                if not bounded:  # hand the rest back to the runner, to be resumed after the interval
+                    caught_up = consumer.highwater(tp) is not None and consumer.position(
+                        tp
+                    ) >= consumer.highwater(tp)
+                    if caught_up:  # an idle partition must not hold the watermark back forever
+                        watermark.observe_timestamp(Timestamp.now() - CAUGHT_UP_WATERMARK_LAG_S)
+                    tracker.defer_remainder(Duration.of(self.poll_interval_s))
                     return
                 idle += 1
                 if idle > 150:  # 30 s without progress inside a range the broker said exists

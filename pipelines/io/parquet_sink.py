@@ -192,3 +192,57 @@ class WriteTables(beam.PTransform):
             | "ByTable" >> beam.GroupByKey()
             | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables, self.manifest_path))
         )
+
+
+class _WritePaneFn(beam.DoFn):
+    """``(table, [chunks])`` of one window pane -> that table's files, named by the window and pane."""
+
+    def __init__(self, tables: dict):
+        self.tables = tables
+
+    def process(self, element, window=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
+        name, chunks = element
+        out_dir, schema, partition_cols, sort_by = self.tables[name]
+        file_name = f"part-w{window.start.micros:020d}-p{pane.index:04d}.parquet"
+        parts = [c if isinstance(c, pa.Table) else pa.Table.from_pylist(c, schema=schema) for c in chunks]
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        yield from _WriteRowsFn(out_dir, schema, file_name, partition_cols, sort_by).process(table)
+
+
+class WriteWindowedTables(beam.PTransform):
+    """Streaming sink: ``{name: PCollection of row lists or Arrow tables}`` -> one file per table, fixed
+    window of element time (Kafka record time) and pane: ``part-w<window start us>-p<pane>.parquet``.
+
+    A window's first pane fires when the watermark passes its end; records that reach it later (up to
+    ``allowed_lateness_s``) fire further panes, each its own file. Names depend only on the window and
+    the pane index, and every file is written atomically (tmp + rename), so a retried bundle rewrites
+    the same file instead of adding one. ``tables[name]`` is ``(out_dir, schema, partition_cols,
+    sort_by)``.
+    """
+
+    def __init__(self, tables: dict, window_s: float = 10.0, allowed_lateness_s: float = 3600.0):
+        super().__init__()
+        self.tables = {n: (str(d), s, tuple(p), tuple(o)) for n, (d, s, p, o) in tables.items()}
+        self.window_s = window_s
+        self.allowed_lateness_s = allowed_lateness_s
+
+    def expand(self, pcolls: dict):
+        from apache_beam.transforms import trigger, window
+
+        tagged = [
+            pcoll | f"Tag_{name}" >> beam.Map(lambda rows, n=name: (n, rows))
+            for name, pcoll in sorted(pcolls.items())
+        ]
+        return (
+            tagged
+            | "AllTables" >> beam.Flatten()
+            | "FixedWindows"
+            >> beam.WindowInto(
+                window.FixedWindows(self.window_s),
+                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+                allowed_lateness=self.allowed_lateness_s,
+            )
+            | "ByTableAndWindow" >> beam.GroupByKey()
+            | "WritePanes" >> beam.ParDo(_WritePaneFn(self.tables))
+        )

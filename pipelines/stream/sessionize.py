@@ -7,37 +7,45 @@ Policy (all times are device event time, microseconds)
 * **Units**: one buffer per sensor unit ``(sensor, side, device_id)`` of the session.
 * **Duplicates**: same ``(kind, device_id, seq)`` seen before (in this batch or any earlier one: the seen
   sequence numbers are carried as ranges) -> dropped and counted, not dead-lettered.
-* **Late**: blocks are examined in Kafka offset order (a runner's events share one partition). A block is
-  late when it starts before ``max_end_seen(unit) - allowed_lateness`` or before the unit's consumed
-  frontier, or its unit/session is already closed -> dead letter ``late``. Because the rule uses offset
-  order, not batch boundaries, the decision is the same however the stream is cut into batches.
+* **Order**: a key's events are examined in arrival order (Kafka record time, then topic, partition and
+  offset), and every decision below is taken per event in that order, from the event-time data and
+  record times seen so far. So the decisions, and every value computed from the data they admit, are
+  the same however the stream is cut into batches, bundles or panes.
+* **Late**: a block is late when it starts before ``max_end_seen(unit) - allowed_lateness`` or before
+  the unit's consumed frontier, or its unit/session is already closed -> dead letter ``late``.
 * **Gaps**: samples further apart than 1.5 sample periods split a unit into segments; strides are
-  detected per segment, so no stride spans a gap. A gap becomes permanent once the unit's watermark
-  (``max_end_seen - allowed_lateness``) has passed it.
+  detected per segment, so no stride spans a gap.
+* **Start**: the session's start is fixed once, by its start marker, or (no marker within
+  ``start_wait_s`` of device time after the first sample) by its first sample. Units' clock offsets
+  (first block - start marker: all devices start together) are fixed with it. No stride is emitted
+  before the start is fixed, so ``session_elapsed_s`` and the pelvis/EMG alignment never depend on
+  when the marker happened to arrive.
 * **Strides and carry-over**: the foot detector runs over the unit's buffered samples. A stride is final
   when its next IC is at least ``guard_s`` before the end of its (still open) segment, or its segment is
   final. Emitted strides advance ``last_emitted_ic_us``; the buffer keeps samples from
-  ``last_emitted_ic - pre_s`` on (the last complete stride's IC, so the next swing is seen again), i.e. a
-  bounded tail: work per batch does not grow with session length.
-* **Joins**: a foot stride waits until the other foot's detection, the pelvis IMU and the EMG are final over
-  ``[IC, next IC]`` (or those units are closed/absent), at most ``aux_wait_s`` of its own unit's event time.
+  ``last_emitted_ic - pre_s`` on: work per batch does not grow with session length.
+* **Joins**: a foot stride waits until the other foot's detection, the pelvis IMU and the EMG are final
+  over ``[IC, next IC]`` (their data up to there can no longer change), or those units are closed or
+  absent. A unit is closed when the session's most advanced unit got ``unit_stall_s`` of device time
+  ahead of it (a dying battery, a removed sensor); a sensor the start marker announced but that never
+  sent data is absent after the same time. There is no time-out that emits a stride before its data
+  are final.
 * **Closing**: a session closes when its end marker has been seen and every unit reached it (its last
   block arrived: ``max_end - clock_offset >= end - end_tolerance_s``, no hole in its last
-  ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the session's most advanced
-  unit (a dead battery: such a unit never reaches the end), or when it went quiet: blocks that arrived
-  in its partition **after its own last block** (by offset) reach ``session_gap_s + allowed_lateness_s``
-  past its last data. Counting only later arrivals matters: runners sharing a partition upload at
-  different event times (a replayed backlog, a watch syncing late), and another runner's newer blocks
-  that arrived *before* this session's would otherwise close it while its blocks are still coming.
-  Closing flushes every remaining stride; later blocks are late.
+  ``end_contiguous_s``) or stopped more than ``allowed_lateness_s`` before the most advanced unit; or
+  when it went quiet: ``session_gap_s`` of **arrival time** (Kafka record time) passed after its last
+  event. The quiet rule uses arrival time, not device time, because runners sharing a partition upload
+  at different device times (a replayed backlog, a watch syncing late): a device-time watermark would
+  close one runner's session behind another's. The Beam composite fires it as an event-time timer on
+  record time; an event that arrives after the gap finds the session closed whether or not the timer
+  has fired yet. Closing flushes every remaining stride; later blocks are late.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import pickle
-from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,6 +70,8 @@ from schemas.events import (
 )
 
 INF = np.iinfo(np.int64).max // 4
+AUX_MARGIN_US = 1_000_000
+RECENT_IC_KEEP_US = 5_000_000  # other-foot ICs kept before the earliest stride still buffered
 IMU_ORDER = tuple(IMU_CHANNELS)  # acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z
 EMG_ORDER = tuple(EMG_CHANNELS)
 
@@ -73,13 +83,14 @@ class StreamParams:
     allowed_lateness_s: float = 30.0
     guard_s: float = 1.0
     pre_s: float = 0.2
-    aux_wait_s: float = 60.0
     session_gap_s: float = 120.0
     end_tolerance_s: float = 0.5  # less than one block: the last block must have arrived
     end_contiguous_s: float = 5.0  # ... and the unit's last seconds must have no hole
     closed_retention_s: float = 6 * 3600.0
     gap_periods: float = 1.5
     max_idle_buffer_s: float = 10.0
+    start_wait_s: float = 30.0  # device time after the first sample that a start marker may take
+    unit_stall_s: float = 60.0  # a unit this far behind the session's most advanced one is closed
 
 
 # ------------------------------------------------------------------------------------------------ ranges
@@ -135,11 +146,30 @@ class Unit:
     closed: bool = False
     #: device clock minus session clock: first block start - start marker (all devices start together)
     clock_offset_us: int = 0
+    offset_fixed: bool = False
     first_block_us: int | None = None
+    #: ``(start, end)`` us of its newest blocks (the last ``end_contiguous_s``): holes at its tail
+    recent_blocks: list[tuple[int, int]] = field(default_factory=list)
 
-    @property
-    def watermark_us(self) -> int:
-        return self.max_end_us  # shifted by the allowed lateness by callers
+    def note_block(self, start_us: int, end_us: int, keep_us: int) -> None:
+        """Record a block's span; spans ending more than ``keep_us`` before the newest end are dropped."""
+        self.max_end_us = max(self.max_end_us, end_us)
+        if self.first_block_us is None or start_us < self.first_block_us:
+            self.first_block_us = start_us
+        self.recent_blocks.append((start_us, end_us))
+        self.recent_blocks = sorted(b for b in self.recent_blocks if b[1] >= self.max_end_us - keep_us)
+
+    def tail_contiguous(self, span_us: int, gap_periods: float) -> bool:
+        """No hole between its blocks in the last ``span_us`` before its newest end."""
+        max_gap = gap_periods * 1e6 / self.rate_hz
+        reach = None
+        for a, b in self.recent_blocks:
+            if b < self.max_end_us - span_us:
+                continue
+            if reach is not None and a - reach > max_gap:
+                return False
+            reach = b if reach is None else max(reach, b)
+        return True
 
     def append(self, blocks: list[SensorBlock]) -> None:
         order = EMG_ORDER if self.sensor == "emg" else IMU_ORDER
@@ -179,7 +209,7 @@ class Unit:
 
 @dataclass
 class SessionState:
-    """Everything carried between batches for one (runner, session)."""
+    """Everything a (runner, session) carries from one event to the next (Beam state of the key)."""
 
     runner_id: str
     session_id: str
@@ -188,14 +218,18 @@ class SessionState:
     start_marker_us: int | None = None
     end_marker_us: int | None = None
     first_sample_us: int | None = None
-    recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> last emitted ICs
+    #: the session start, fixed once (start marker, else first sample): see "Start" above
+    start_us: int | None = None
+    #: sensors the start marker announced (``None``: no marker yet) and those given up as absent
+    expected_sensors: tuple[str, ...] | None = None
+    absent_sensors: set[str] = field(default_factory=set)
+    recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> its recent final ICs
     emg_ref: dict[str, list[float]] = field(default_factory=dict)  # "<muscle>_<side>" -> first N means
     strides_emitted: int = 0
     closed: bool = False
     closed_at_us: int | None = None
+    last_arrival_us: int = -INF  # newest Kafka record time of its events (the quiet rule's clock)
     partitions: set[int] = field(default_factory=set)  # Kafka partition indices its events came from
-    block_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset of its last block
-    ends_after: dict[int, int] = field(default_factory=dict)  # partition -> newest block end after it
 
     @property
     def home_partition(self) -> int:
@@ -207,19 +241,21 @@ class SessionState:
 
     @staticmethod
     def from_bytes(blob: bytes) -> SessionState:
-        state = pickle.loads(blob)
-        for f in fields(SessionState):  # state carried by an older version lacks newer fields
-            if f.name not in state.__dict__:
-                setattr(state, f.name, f.default_factory() if f.default_factory is not MISSING else f.default)
-        return state
+        return pickle.loads(blob)
 
     @property
     def session_start_us(self) -> int | None:
-        return self.start_marker_us if self.start_marker_us is not None else self.first_sample_us
+        return self.start_us
 
     @property
     def last_data_us(self) -> int:
         return max([u.max_end_us for u in self.units.values()] + [-INF])
+
+    def quiet_close_at_us(self, params: StreamParams) -> int | None:
+        """Record time at which the session counts as gone quiet (``None``: closed or no data yet)."""
+        if self.closed or not self.units:
+            return None
+        return self.last_arrival_us + int(params.session_gap_s * 1e6)
 
 
 @dataclass
@@ -540,159 +576,199 @@ def _dedup(state: SessionState, item: Item, out: Output) -> bool:
     return True
 
 
-def _tail_contiguous(u: Unit, params: StreamParams) -> bool:
-    """No sampling gap in the unit's last ``end_contiguous_s`` (out-of-order blocks still missing)."""
-    if not len(u.times_us):
-        return True
-    i = int(np.searchsorted(u.times_us, u.times_us[-1] - int(params.end_contiguous_s * 1e6)))
-    return not (np.diff(u.times_us[i:]) > params.gap_periods * 1e6 / u.rate_hz).any()
-
-
 def _units_by(state: SessionState, sensor: str) -> list[Unit]:
     return [u for _, u in sorted(state.units.items()) if u.sensor == sensor]
 
 
-@dataclass
-class PartitionEnds:
-    """Sensor-block end times (us) of one partition in one batch, in offset order, as suffix maxima:
-    ``after(o)`` is the newest event time among the blocks that arrived after offset ``o``."""
-
-    offsets: np.ndarray  # int64, ascending
-    suffix_max_us: np.ndarray  # int64, suffix_max_us[i] = max(end_us[i:])
-
-    @classmethod
-    def from_pairs(cls, pairs: Iterable[tuple[int, int]]) -> PartitionEnds:
-        arr = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
-        return cls(arr[:, 0], np.maximum.accumulate(arr[::-1, 1])[::-1].copy())
-
-    def after(self, offset: int) -> int:
-        i = int(np.searchsorted(self.offsets, offset, side="right"))
-        return int(self.suffix_max_us[i]) if i < len(self.offsets) else -INF
+def _arrival_order(it: Item) -> tuple:
+    return (it.kafka_ts_us, it.topic, it.partition, it.offset)
 
 
-def _ends_after_last_block(state: SessionState, items: list[Item], ends: Mapping[int, PartitionEnds]) -> int:
-    """Newest block end (us) that arrived in the session's partitions after its own last block, over
-    this and earlier batches (carried in ``state.ends_after``)."""
-    for p in {it.partition for it in items} | set(state.block_offsets):
-        mine = [it.offset for it in items if it.kind == "sensor_block" and it.partition == p]
-        if mine:
-            state.block_offsets[p] = max(mine + [state.block_offsets.get(p, -1)])
-            state.ends_after[p] = -INF
-        if p in state.block_offsets and p in ends:
-            state.ends_after[p] = max(state.ends_after.get(p, -INF), ends[p].after(state.block_offsets[p]))
-    return max(state.ends_after.values(), default=-INF)
+def _fix_start(state: SessionState, start_us: int) -> None:
+    """Fix the session start once; units' clock offsets are fixed with it."""
+    state.start_us = start_us
+    if state.expected_sensors is None:  # no start marker: the sensors seen so far are the session's
+        state.expected_sensors = tuple(sorted({u.sensor for u in state.units.values()}))
+    for u in state.units.values():
+        _fix_offset(state, u)
+
+
+def _fix_offset(state: SessionState, u: Unit) -> None:
+    """A unit's clock offset: its first block minus the start marker (all devices start together);
+    0 when the start came from the first sample (no marker: nothing to align to)."""
+    if u.offset_fixed or state.start_us is None or u.first_block_us is None:
+        return
+    if state.start_marker_us is not None and state.start_us == state.start_marker_us:
+        u.clock_offset_us = u.first_block_us - state.start_marker_us
+    u.offset_fixed = True
+
+
+def _on_marker(state: SessionState, m: SessionMarker, out: Output) -> None:
+    out.sessions.append(session_row(m))
+    out.count("session_markers_accepted")
+    if m.marker == "start":
+        state.start_marker_us = m.timestamp_us
+        state.expected_sensors = tuple(sorted(set(m.sensors or ())))
+        if state.start_us is None:
+            _fix_start(state, m.timestamp_us)
+    else:
+        state.end_marker_us = m.timestamp_us
+
+
+def _is_late(state: SessionState, unit: Unit, b: SensorBlock, params: StreamParams) -> bool:
+    return (
+        state.closed
+        or unit.closed
+        or b.start_time_us < unit.frontier_us
+        or b.start_time_us < unit.max_end_us - int(params.allowed_lateness_s * 1e6)
+        or float(b.sample_rate_hz) != unit.rate_hz
+    )
+
+
+def _accept_block(
+    state: SessionState, it: Item, params: StreamParams, out: Output, pending: dict[str, list[SensorBlock]]
+) -> None:
+    """Admit one block (or mark it late) and update the bookkeeping that later decisions read."""
+    b: SensorBlock = it.event
+    name = _unit_name(b)
+    unit = state.units.get(name)
+    if unit is None:
+        unit = state.units[name] = Unit(b.sensor, b.side, b.device_id, float(b.sample_rate_hz))
+    if _is_late(state, unit, b, params):
+        out.late.append(it)
+        out.count("late")
+        return
+    unit.note_block(b.start_time_us, b.end_time_us, int(params.end_contiguous_s * 1e6))
+    pending.setdefault(name, []).append(b)
+    out.count("blocks_accepted")
+    if state.first_sample_us is None or b.start_time_us < state.first_sample_us:
+        state.first_sample_us = b.start_time_us
+    if state.start_us is None and b.end_time_us - state.first_sample_us > int(params.start_wait_s * 1e6):
+        _fix_start(state, state.first_sample_us)
+        out.count("sessions_without_start_marker")
+    _fix_offset(state, unit)
+    _stall_units(state, params, out)
+
+
+def _stall_units(state: SessionState, params: StreamParams, out: Output) -> None:
+    """Close units that fell ``unit_stall_s`` behind the most advanced one; give up on announced
+    sensors that sent nothing in that time."""
+    lead = state.last_data_us
+    stall = int(params.unit_stall_s * 1e6)
+    for u in state.units.values():
+        if not u.closed and u.max_end_us < lead - stall:
+            u.closed = True
+            out.count("units_stalled")
+    if state.expected_sensors and state.first_sample_us is not None and lead - state.first_sample_us > stall:
+        present = {u.sensor for u in state.units.values()}
+        state.absent_sensors |= {s for s in state.expected_sensors if s not in present}
+
+
+def _end_reached(state: SessionState, params: StreamParams) -> bool:
+    """End marker seen and every unit reached it (or stopped well before the most advanced unit)."""
+    if not state.units or state.end_marker_us is None:
+        return False
+    tol = int(params.end_tolerance_s * 1e6)
+    lateness = int(params.allowed_lateness_s * 1e6)
+    span = int(params.end_contiguous_s * 1e6)
+    lead = max(u.max_end_us - u.clock_offset_us for u in state.units.values())
+    return all(
+        (
+            u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol
+            and u.tail_contiguous(span, params.gap_periods)
+        )
+        or u.max_end_us - u.clock_offset_us < lead - lateness
+        for u in state.units.values()
+    )
 
 
 def process_session(
-    state: SessionState,
-    items: list[Item],
-    partition_watermark_us: int,
-    params: StreamParams = StreamParams(),
-    force_close: bool = False,
-    partition_ends: Mapping[int, PartitionEnds] | None = None,
+    state: SessionState, items: list[Item], params: StreamParams = StreamParams(), force_close: bool = False
 ) -> Output:
-    """Process one batch of a (runner, session): returns rows and late items; mutates ``state``.
+    """Process newly arrived events of a (runner, session): returns rows and late items; mutates ``state``.
 
-    ``partition_watermark_us``: event-time watermark of the session's partition(s) (max block end minus
-    the allowed lateness). ``partition_ends``: this batch's block ends per partition in offset order,
-    for the quiet rule (``None``: an offline pass, where the partition watermark decides alone).
+    Events are examined in arrival order and each decision (duplicate, late, closed, start fixed, unit
+    stalled, end reached, gone quiet) is taken when its event is examined, so the outcome does not
+    depend on how the events were split over calls. ``force_close``: the input has ended (a bounded
+    pass, or the quiet-gap timer fired): flush everything.
     """
     out = Output()
-    quiet_wm_us = (
-        partition_watermark_us
-        if partition_ends is None
-        else _ends_after_last_block(state, items, partition_ends) - int(params.allowed_lateness_s * 1e6)
-    )
-    lateness = int(params.allowed_lateness_s * 1e6)
-    items = sorted(items, key=lambda it: (it.partition, it.offset))
     pending: dict[str, list[SensorBlock]] = {}
-    for it in items:
+    gap = int(params.session_gap_s * 1e6)
+    closing = False
+    for it in sorted(items, key=_arrival_order):
+        state.partitions.add(it.partition)
         if not _dedup(state, it, out):
             continue
-        ev = it.event
+        if state.units and not state.closed and not closing and it.kafka_ts_us > state.last_arrival_us + gap:
+            closing = True  # it arrived after the session had gone quiet
+            out.count("sessions_closed_quiet")
+        state.last_arrival_us = max(state.last_arrival_us, it.kafka_ts_us)
         if it.kind == "watch_record":
-            out.watch.append(watch_row(ev))
+            out.watch.append(watch_row(it.event))
             out.count("watch_records_accepted")
-            continue
-        if it.kind == "session_marker":
-            out.sessions.append(session_row(ev))
-            out.count("session_markers_accepted")
-            if ev.marker == "start":
-                state.start_marker_us = ev.timestamp_us
-            else:
-                state.end_marker_us = ev.timestamp_us
-            continue
-        name = _unit_name(ev)
-        unit = state.units.get(name)
-        if unit is None:
-            unit = state.units[name] = Unit(ev.sensor, ev.side, ev.device_id, float(ev.sample_rate_hz))
-        late = (
-            state.closed
-            or unit.closed
-            or ev.start_time_us < unit.frontier_us
-            or ev.start_time_us < unit.max_end_us - lateness
-            or float(ev.sample_rate_hz) != unit.rate_hz
-        )
-        if late:
+        elif it.kind == "session_marker":
+            _on_marker(state, it.event, out)
+        elif closing:
             out.late.append(it)
             out.count("late")
-            continue
-        unit.max_end_us = max(unit.max_end_us, ev.end_time_us)
-        if unit.first_block_us is None or ev.start_time_us < unit.first_block_us:
-            unit.first_block_us = ev.start_time_us
-        pending.setdefault(name, []).append(ev)
-        out.count("blocks_accepted")
-        if state.first_sample_us is None or ev.start_time_us < state.first_sample_us:
-            state.first_sample_us = ev.start_time_us
+        else:
+            _accept_block(state, it, params, out, pending)
+        closing = closing or (not state.closed and _end_reached(state, params))
     for name, blocks in pending.items():
         state.units[name].append(blocks)
-
     if state.closed:
         return out
-    if state.start_marker_us is not None:
-        for u in state.units.values():
-            if u.last_emitted_ic_us == -INF and u.first_block_us is not None:  # fixed before first use
-                u.clock_offset_us = u.first_block_us - state.start_marker_us
-
-    # closing rule
-    closing = force_close
-    if state.units and state.end_marker_us is not None:
-        tol = int(params.end_tolerance_s * 1e6)
-        # a unit whose data stopped more than the allowed lateness before the session's most advanced
-        # unit (battery died, sensor removed) never reaches the end marker: it must not hold the session
-        # (and every pending stride of the other units) open until the partition watermark moves on
-        lead = max(u.max_end_us - u.clock_offset_us for u in state.units.values())
-        closing = closing or all(
-            (u.max_end_us - u.clock_offset_us >= state.end_marker_us - tol and _tail_contiguous(u, params))
-            or u.max_end_us - u.clock_offset_us < lead - lateness
-            for u in state.units.values()
-        )
-    if state.units and quiet_wm_us >= state.last_data_us + int(params.session_gap_s * 1e6):
-        closing = True
+    closing = closing or force_close
     if closing:
+        if state.start_us is None and state.first_sample_us is not None:
+            _fix_start(state, state.first_sample_us)
         for u in state.units.values():
             u.closed = True
-
     _emit(state, params, out, closing)
-
-    if closing:
+    if closing and state.units:
         state.closed = True
-        state.closed_at_us = state.last_data_us
+        state.closed_at_us = state.last_arrival_us
         for u in state.units.values():
             u.times_us = np.empty(0, np.int64)
             u.data = np.empty((0, 0), np.float32)
     return out
 
 
+def _aux_ready_us(state: SessionState, sensor: str, params: StreamParams) -> int:
+    """Session-clock time up to which an auxiliary sensor's data are final (INF: closed, absent or not
+    announced; -INF: announced by the start marker but not seen yet)."""
+    units = _units_by(state, sensor)
+    if not units:
+        announced = sensor in (state.expected_sensors or ()) and sensor not in state.absent_sensors
+        return -INF if announced else INF
+    return min(_aux_final_us(u, params) - u.clock_offset_us for u in units)
+
+
+def _remember_ics(state: SessionState, det: dict[str, FootDetection]) -> None:
+    """Keep every final IC of each foot from a little before the earliest pending stride on: a
+    stride's flight time needs the other foot's IC inside it, which may be final (and its samples
+    trimmed) long before the stride itself is emitted."""
+    starts = [int(d.ic_us.min()) for d in det.values() if len(d.ic_us)]
+    for side, d in det.items():
+        ics = np.unique(np.concatenate([np.asarray(state.recent_ic_us.get(side, []), np.int64), d.all_ic_us]))
+        if len(ics):
+            keep_from = min(starts, default=int(ics[-1])) - RECENT_IC_KEEP_US
+            state.recent_ic_us[side] = [int(x) for x in ics[ics >= keep_from]]
+
+
 def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool) -> None:
+    if state.start_us is None and not closing:
+        return  # elapsed time and clock alignment need the fixed start
     feet = {u.side: u for u in _units_by(state, "foot_imu") if u.side in ("left", "right")}
     pelvis = next(iter(_units_by(state, "pelvis_imu")), None)
     emg = next(iter(_units_by(state, "emg")), None)
     det = {side: detect_foot(u, params, closing) for side, u in feet.items()}
-    # auxiliary data final up to (in foot-clock terms, offsets are at most a few seconds: add a margin)
-    aux_final = min(_aux_final_us(pelvis, params), _aux_final_us(emg, params)) - 5_000_000
-    aux_wait = int(params.aux_wait_s * 1e6)
-    first_unemitted: list[int] = []
+    # session clock: device time minus the unit's clock offset; the stride's windows reach ~0.5 s
+    # past its next IC (onset search, interpolation), hence the margin
+    aux_final = min(_aux_ready_us(state, s, params) for s in ("pelvis_imu", "emg")) - AUX_MARGIN_US
+    first_unemitted: list[int] = []  # session clock
+    _remember_ics(state, det)
     for side in ("left", "right"):
         if side not in det:
             continue
@@ -700,26 +776,20 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
         other_side = "right" if side == "left" else "left"
         other = det.get(other_side)
         other_final = INF if other is None or closing else other.horizon_us
-        own_wm = unit.max_end_us - int(params.allowed_lateness_s * 1e6)
         sel = []
         for k in np.argsort(d.ic_us, kind="stable"):
             if d.ic_us[k] <= unit.last_emitted_ic_us:
                 continue
             if not d.stable[k]:
                 break
-            ready = closing or (d.next_us[k] <= other_final and d.next_us[k] <= aux_final)
-            if not ready and own_wm < d.next_us[k] + aux_wait:
+            if not (
+                closing or (d.next_us[k] <= other_final and d.next_us[k] - unit.clock_offset_us <= aux_final)
+            ):
                 break
             sel.append(k)
         if sel:
             sel_a = np.asarray(sel)
-            other_ic = None
-            if other is not None:
-                other_ic = np.unique(
-                    np.concatenate(
-                        [np.asarray(state.recent_ic_us.get(other_side, []), np.int64), other.all_ic_us]
-                    )
-                )
+            other_ic = np.asarray(state.recent_ic_us[other_side], np.int64) if other is not None else None
             rows = assemble(
                 state,
                 side,
@@ -735,9 +805,6 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
             out.strides.extend(rows)
             out.count("strides_out", len(rows))
             unit.last_emitted_ic_us = int(d.ic_us[sel_a].max())
-            recent = state.recent_ic_us.setdefault(side, [])
-            recent.extend(int(x) for x in d.ic_us[sel_a])
-            del recent[:-8]
         # bounded tail: keep from the last emitted IC (minus pre_s); drop idle stretches
         keep = unit.last_emitted_ic_us - int(params.pre_s * 1e6)
         if len(unit.times_us):
@@ -758,12 +825,13 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
                 keep = max(keep, min(idle, limit))
             keep = min(keep, first_pending - int(params.pre_s * 1e6))
         unit.trim(keep)
-        first_unemitted.append(int(unit.times_us[0]) if len(unit.times_us) else unit.max_end_us)
-    # auxiliary units keep data from 1 s before the earliest pending stride
+        first = int(unit.times_us[0]) if len(unit.times_us) else unit.max_end_us
+        first_unemitted.append(first - unit.clock_offset_us)
+    # auxiliary units keep data from 1 s before the earliest pending stride (in their own clock)
     for aux in (pelvis, emg):
         if aux is None or not len(aux.times_us):
             continue
         if first_unemitted:
-            aux.trim(min(first_unemitted) - 1_000_000)
+            aux.trim(min(first_unemitted) + aux.clock_offset_us - 1_000_000)
         else:
             aux.trim(int(aux.times_us[-1]) - int(params.max_idle_buffer_s * 1e6))

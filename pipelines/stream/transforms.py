@@ -1,19 +1,26 @@
-"""Beam transforms of the stride-feature stream job: one PTransform per concept, every step labelled.
+"""The stride-feature stream job as one Beam composite, the same object on every runner.
 
-    PartitionSpecs ─ ReadKafka (SDF: one list of records per poll) ─ DecodeValidate
-        ├─ raw messages per (runner, session) (blocks by header) ───────────┐
-        ├─ block ends ─ PartitionWatermarks, PartitionEndsIndex (side inputs) │
-        ├─ profiles ─ LatestProfiles ─ runners                                │
-        ├─ upstream dead letters                                              │
-        └─ dead letters (bad header, other kinds' decode/validate)            │
-    carry-over state (previous batch, keys of this shard's partitions) ─ CoGroupByKey
-        ─ ProcessSessions (decode + validate blocks, order, dedup, late, gaps, quiet rule, strides, features)
-            ├─ strides, watch records, session markers (Arrow tables)
-            ├─ rejected blocks, late -> dead letters
-            └─ new carry-over state
+    Kafka record lists (one per poll) ─ SessionStrides:
+        DecodeValidate ─ per (runner, session) ─┬─ ProcessSessions (stateful DoFn: Beam state + timers)
+            ├─ profiles, upstream dead letters │      ├─ strides, watch records, session markers
+            └─ dead letters (bad messages)      │      ├─ rejected and late blocks -> dead letters
+        restored snapshots (micro-batch only) ──┘      └─ snapshots (micro-batch only, see below)
 
-DoFns are thin: the event-time logic is :mod:`pipelines.stream.sessionize` and the science is numpy.
-Errors are tagged outputs (``dead``), never exceptions that fail the batch.
+``ProcessSessionsFn`` keeps a session's state in Beam state (``session``: the pickled
+:class:`~pipelines.stream.sessionize.SessionState`, a bounded tail of samples plus bookkeeping;
+``buffer``: arrived, not yet processed messages) and waits with event-time timers on Kafka record time:
+``flush`` processes the buffer once the watermark passes it, ``close`` closes a session that went
+quiet (``session_gap_s`` after its last event) and later forgets it (``closed_retention_s``). The event
+time logic is :mod:`pipelines.stream.sessionize` and the science is numpy: the DoFn only moves state.
+
+The local micro-batch executor (jobs/stream_driver.py) runs the same composite as one bounded pipeline
+per batch. It passes ``event_time_cap_us`` (its watermark: record time up to which the input is
+complete) and the previous batch's snapshots as ``restore``; at the end of the bounded input the
+``end`` timer hands every key's Beam state to it as a ``snapshot`` row instead of closing the session,
+and ``close`` timers beyond the cap wait for a later batch. On a streaming runner neither is used: the
+runner keeps the state and the global window never ends.
+
+Errors are tagged outputs (``dead``), never exceptions that fail the pipeline.
 """
 
 from __future__ import annotations
@@ -25,21 +32,32 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam import pvalue
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
+from apache_beam.coders import BytesCoder
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import Timestamp
 
 from infra.publish import make_dead_letter
-from pipelines.io.kafka_source import KafkaMessage, ReadKafkaPartitions
-from pipelines.stream.manifest import ShardManifest
-from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
+from pipelines.io.kafka_source import KafkaMessage
+from pipelines.stream.sessionize import INF, Item, Output, SessionState, StreamParams, process_session
 from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
-from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
+from schemas.tables import DEAD_LETTERS, SESSIONS, STRIDES, WATCH_RECORDS
 from schemas.validate import Rejection, check, check_block_bodies, check_block_header
 
 NS = "stream"
 STAGE = "stream"
 KIND_OF = {SensorBlock: "sensor_block", WatchRecord: "watch_record", SessionMarker: "session_marker"}
+RESTORE = "restore"  # entry kind of a snapshot fed back by the micro-batch executor
+#: the composite's lake tables: schema and sort order of their files (both executions write these)
+OUTPUT_TABLES = {
+    "strides": (STRIDES, ("runner_id", "ic_time")),
+    "watch_records": (WATCH_RECORDS, ("runner_id", "timestamp")),
+    "sessions": (SESSIONS, ("runner_id", "timestamp")),
+    "dead_letters": (DEAD_LETTERS, ("dead_letter_id",)),
+}
 
 
 def dead_letter_row(letter: DeadLetter) -> dict:
@@ -126,9 +144,9 @@ def decode_checked_blocks(
 
 
 class DecodeValidateFn(beam.DoFn):
-    """Kafka record lists -> per bundle, one ``((runner, session), pickled list of entries)`` per key |
-    per partition the ``(offset, block end us)`` pairs of its sensor blocks (``ends``) | profiles |
-    upstream dead letters | dead letters (tagged, one-row lists).
+    """Kafka record lists -> per bundle, one ``((runner, session), pickled list of entries)`` per key,
+    timestamped with the newest record time among them | profiles | upstream dead letters | dead
+    letters (tagged, one-row lists).
 
     A sensor block (most messages) is routed on its **header** alone (:func:`peek_block_header` and
     :func:`check_block_header`, ~5 us): its samples are decoded and checked once, after the shuffle,
@@ -152,7 +170,6 @@ class DecodeValidateFn(beam.DoFn):
 
     def start_bundle(self):
         self._groups: dict[tuple[str, str], list[tuple]] = {}
-        self._ends: dict[int, list[tuple[int, int]]] = {}  # partition -> [(offset, block end us)]
         self._ts: dict[tuple[str, str], int] = {}
         self._n_messages = self._n_blocks = 0  # counted per bundle (a metrics update costs ~10 us)
 
@@ -165,16 +182,15 @@ class DecodeValidateFn(beam.DoFn):
         self._groups.setdefault(key, []).append(entry)
         self._ts[key] = max(self._ts.get(key, -INF), msg.timestamp_ms)
 
-    def _block(self, msg: KafkaMessage, key: tuple[str, str], end_time_us: int) -> None:
+    def _block(self, msg: KafkaMessage, key: tuple[str, str]) -> None:
         self._n_blocks += 1
-        self._ends.setdefault(msg.partition, []).append((msg.offset, end_time_us))
         self._group(key, "sensor_block", msg)
 
     def _one(self, msg: KafkaMessage):
         self._n_messages += 1
         header = peek_block_header(msg.value)
         if header is not None and check_block_header(header, now_us=self.now_us) is None:
-            self._block(msg, (header.runner_id, header.session_id), header.end_time_us)
+            self._block(msg, (header.runner_id, header.session_id))
             return
         try:
             event = decode(msg.value)
@@ -198,12 +214,11 @@ class DecodeValidateFn(beam.DoFn):
             return
         key = (event.runner_id, event.session_id)
         if isinstance(event, SensorBlock):  # a valid block the header peek could not read
-            self._block(msg, key, event.end_time_us)
+            self._block(msg, key)
         else:
             self._group(key, KIND_OF[type(event)], msg)
 
     def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindow
         from apache_beam.utils.windowed_value import WindowedValue
 
         if self._n_messages:
@@ -216,9 +231,7 @@ class DecodeValidateFn(beam.DoFn):
             ts = Timestamp.of(self._ts[key] / 1000.0)
             blob = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
             yield WindowedValue((key, blob), ts, window)
-        for part, pairs in self._ends.items():
-            yield pvalue.TaggedOutput("ends", WindowedValue((part, pairs), MIN_TIMESTAMP, window))
-        self._groups, self._ends, self._ts = {}, {}, {}
+        self._groups, self._ts = {}, {}
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
         return _dead_row(
@@ -226,150 +239,231 @@ class DecodeValidateFn(beam.DoFn):
         )
 
 
+def _items_of(entries: list[tuple]) -> tuple[list[Item], list[dict]]:
+    """Raw entries -> valid :class:`Item` s and dead-letter rows of the blocks rejected here (their
+    samples are decoded and checked once, after the shuffle: :func:`decode_checked_blocks`)."""
+    items: list[Item] = []
+    dead: list[dict] = []
+    blocks = [e for e in entries if e[0] == "sensor_block"]
+    for (_, part, off, raw, topic, ts_us), (block, bad) in zip(
+        blocks, decode_checked_blocks([e[3] for e in blocks]), strict=True
+    ):
+        if bad is None:
+            items.append(Item("sensor_block", part, off, block, raw, topic, ts_us))
+        else:
+            dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
+    for kind, part, off, raw, topic, ts_us in entries:
+        if kind not in ("sensor_block", RESTORE):  # decoded and validated before the shuffle
+            items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
+    return items, dead
+
+
+def _late_rows(out: Output) -> list[dict]:
+    rows = []
+    for it in out.late:
+        detail = (
+            f"block {it.event.start_time_us} us arrived after the allowed lateness of its unit or session"
+        )
+        rows.append(
+            _dead_row(
+                Rejection("late", detail), it.raw, it.event, it.topic, it.partition, it.offset, it.kafka_ts_us
+            )
+        )
+    return rows
+
+
+def _outputs(out: Output, dead: list[dict]):
+    """Tagged outputs of one processing step: Arrow tables (Beam's coder pickled a dict's values one
+    by one, ~8 pickle calls per stride row) and dead-letter row lists."""
+    for name, n in out.counts.items():
+        beam.metrics.Metrics.counter(NS, name).inc(n)
+    if out.strides:
+        yield pvalue.TaggedOutput("strides", pa.Table.from_pylist(out.strides, schema=STRIDES))
+    if out.watch:
+        yield pvalue.TaggedOutput("watch", pa.Table.from_pylist(out.watch, schema=WATCH_RECORDS))
+    if out.sessions:
+        yield pvalue.TaggedOutput("sessions", pa.Table.from_pylist(out.sessions, schema=SESSIONS))
+    dead = dead + _late_rows(out)
+    if dead:
+        yield pvalue.TaggedOutput("dead", dead)
+
+
+@beam.typehints.with_input_types(tuple[tuple[str, str], bytes])  # a deterministic key coder for state
 class ProcessSessionsFn(beam.DoFn):
-    """CoGroupByKey result -> Arrow tables of strides | watch | sessions, row lists of dead | state,
-    via ``process_session`` (one element per session and output: few, large elements).
+    """``((runner, session), pickled entry list)`` -> strides | watch | sessions | dead | snapshot.
 
-    Sensor blocks arrive as raw messages routed on their header (checked before the shuffle, with the
-    validator's clock): they are decoded and their channels validated here, all of a key's at once
-    (:func:`decode_checked_blocks`); a rejected block becomes a dead letter and never reaches the
-    session logic, as if it had been rejected before the shuffle."""
-
-    def __init__(self, params: StreamParams):
-        self.params = params
-
-    def process(self, element, partition_wm: dict[int, int], partition_ends: dict[int, PartitionEnds]):
-        (runner_id, session_id), groups = element
-        blobs = list(groups["state"])
-        items: list[Item] = []
-        dead: list[dict] = []
-        entries = [entry for b in groups["items"] for entry in pickle.loads(b)]
-        blocks = [e for e in entries if e[0] == "sensor_block"]
-        for (kind, part, off, raw, topic, ts_us), (block, bad) in zip(
-            blocks, decode_checked_blocks([e[3] for e in blocks]), strict=True
-        ):
-            if bad is None:
-                items.append(Item(kind, part, off, block, raw, topic, ts_us))
-            else:
-                dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
-        for kind, part, off, raw, topic, ts_us in entries:
-            if kind != "sensor_block":  # decoded and validated before the shuffle
-                items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
-        if not items and not blobs:  # every message of a new key was rejected: no session to start
-            if dead:
-                yield pvalue.TaggedOutput("dead", dead)
-            return
-        state = SessionState.from_bytes(blobs[0]) if blobs else SessionState(runner_id, session_id)
-        state.partitions |= {it.partition for it in items}
-        wm = max([partition_wm.get(p, -INF) for p in state.partitions] + [-INF])
-        out = process_session(state, items, wm, self.params, partition_ends=partition_ends)
-        for name, n in out.counts.items():
-            beam.metrics.Metrics.counter(NS, name).inc(n)
-        # Arrow tables, not row dicts, cross the shuffle to the writers: Beam's coder pickled each
-        # dict's date and the like one value at a time (~8 pickle calls per stride row)
-        if out.strides:
-            yield pvalue.TaggedOutput("strides", pa.Table.from_pylist(out.strides, schema=STRIDES))
-        if out.watch:
-            yield pvalue.TaggedOutput("watch", pa.Table.from_pylist(out.watch, schema=WATCH_RECORDS))
-        if out.sessions:
-            yield pvalue.TaggedOutput("sessions", pa.Table.from_pylist(out.sessions, schema=SESSIONS))
-        for it in out.late:
-            detail = f"block {it.event.start_time_us} us arrived after the allowed lateness of its unit"
-            dead.append(
-                _dead_row(
-                    Rejection("late", detail),
-                    it.raw,
-                    it.event,
-                    it.topic,
-                    it.partition,
-                    it.offset,
-                    it.kafka_ts_us,
-                )
-            )
-        if dead:
-            yield pvalue.TaggedOutput("dead", dead)
-        retention = int(self.params.closed_retention_s * 1e6)
-        expired = state.closed and state.closed_at_us is not None and wm > state.closed_at_us + retention
-        if not expired:  # sessions closed long ago are forgotten
-            yield pvalue.TaggedOutput(
-                "state", [(runner_id, session_id, state.home_partition, state.to_bytes())]
-            )
-
-
-def _read_state_rows(path: str, owned: frozenset[int] | None):
-    """Carry-over rows of one state file whose home partition this shard owns (``None``: all)."""
-    from pathlib import Path
-
-    from pipelines.io.parquet_sink import read_state_file
-
-    for r, s, part, blob in read_state_file(Path(path)):
-        if part is None:  # state file from before the partition column
-            part = SessionState.from_bytes(blob).home_partition
-        if owned is None or part in owned or (part < 0 and 0 in owned):
-            yield (r, s), blob
-
-
-class PartitionWatermarks(beam.PTransform):
-    """Per Kafka partition: max sensor-block end time so far (previous batches + this one).
-
-    Input: ``(partition, [(offset, block end us)])`` (one per partition and bundle, from DecodeValidate);
-    ``previous``: a PCollection of ``(partition, max block end us)`` of the batches before.
+    State: ``buffer`` (entry lists that arrived), ``session`` (:class:`SessionState` bytes). Timers on
+    Kafka record time: ``flush`` (process the buffer), ``close`` (quiet gap, then forgetting a closed
+    session), ``end`` (end of a bounded micro-batch: hand the state over as a snapshot).
     """
 
-    def __init__(self, previous):
+    BUFFER = BagStateSpec("buffer", BytesCoder())
+    SESSION = ReadModifyWriteStateSpec("session", BytesCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+    END = TimerSpec("end", TimeDomain.WATERMARK)
+
+    def __init__(self, params: StreamParams, event_time_cap_us: int | None = None):
+        self.params = params
+        self.cap_us = event_time_cap_us
+
+    def process(
+        self,
+        element,
+        ts=beam.DoFn.TimestampParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        flush=beam.DoFn.TimerParam(FLUSH),
+        end=beam.DoFn.TimerParam(END),
+    ):
+        buffer.add(element[1])
+        flush.set(ts)
+        if self.cap_us is not None:
+            end.set(GlobalWindow().max_timestamp())
+
+    def _load(self, key, buffer, session) -> tuple[SessionState | None, list[tuple]]:
+        blob = session.read()
+        state = SessionState.from_bytes(blob) if blob is not None else None
+        entries: list[tuple] = []
+        for chunk in buffer.read():
+            for entry in pickle.loads(chunk):
+                if entry[0] == RESTORE:
+                    state = state or SessionState.from_bytes(entry[1])
+                else:
+                    entries.append(entry)
+        return state, entries
+
+    def _step(self, key, buffer, session, close, force_close: bool):
+        state, entries = self._load(key, buffer, session)
+        items, dead = _items_of(entries)
+        buffer.clear()
+        if state is None and not items:  # every message of a new key was rejected: no session
+            yield from _outputs(Output(), dead)
+            return
+        state = state or SessionState(*key)
+        out = process_session(state, items, self.params, force_close=force_close and not state.closed)
+        session.write(state.to_bytes())
+        at = state.quiet_close_at_us(self.params)
+        if state.closed and state.closed_at_us is not None:
+            at = state.closed_at_us + int(self.params.closed_retention_s * 1e6)
+        if at is not None:
+            close.set(Timestamp(micros=min(at, INF)))
+        yield from _outputs(out, dead)
+
+    @on_timer(FLUSH)
+    def on_flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        session=beam.DoFn.StateParam(SESSION),
+        close=beam.DoFn.TimerParam(CLOSE),
+    ):
+        yield from self._step(key, buffer, session, close, force_close=False)
+
+    @on_timer(CLOSE)
+    def on_close(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        key=beam.DoFn.KeyParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        session=beam.DoFn.StateParam(SESSION),
+        close=beam.DoFn.TimerParam(CLOSE),
+    ):
+        if self.cap_us is not None and fired.micros > self.cap_us:
+            return  # not yet true in record time: the snapshot carries the session to a later batch
+        blob = session.read()
+        if blob is not None and SessionState.from_bytes(blob).closed:
+            yield from self._step(key, buffer, session, close, force_close=False)  # late arrivals
+            session.clear()  # closed_retention_s after closing: forgotten
+            return
+        yield from self._step(key, buffer, session, close, force_close=True)
+
+    @on_timer(END)
+    def on_end(
+        self,
+        key=beam.DoFn.KeyParam,
+        buffer=beam.DoFn.StateParam(BUFFER),
+        session=beam.DoFn.StateParam(SESSION),
+        close=beam.DoFn.TimerParam(CLOSE),
+    ):
+        """End of a bounded micro-batch: process what arrived, then hand the state over."""
+        yield from self._step(key, buffer, session, close, force_close=False)
+        blob = session.read()
+        if blob is not None:
+            home = SessionState.from_bytes(blob).home_partition
+            snapshot = pickle.dumps([(RESTORE, blob)], protocol=pickle.HIGHEST_PROTOCOL)
+            yield pvalue.TaggedOutput("snapshot", [(key[0], key[1], home, snapshot)])
+        session.clear()
+        close.clear()
+
+
+class SessionStrides(beam.PTransform):
+    """Kafka record lists (``KafkaMessage`` field tuples, one list per poll) -> dict of tagged
+    PCollections: ``strides``, ``watch_records``, ``sessions`` (Arrow tables), ``dead_letters`` (row
+    lists), ``profiles`` (:class:`RunnerProfile`), ``snapshots`` (row lists, micro-batch only).
+
+    ``restore``: a PCollection of ``((runner, session), snapshot bytes)`` from the previous micro-batch;
+    ``event_time_cap_us``: the micro-batch executor's watermark (``None`` on a streaming runner).
+    """
+
+    def __init__(
+        self,
+        params: StreamParams = StreamParams(),
+        now_us: int | None = None,
+        event_time_cap_us: int | None = None,
+        restore=None,
+    ):
         super().__init__()
-        self.previous = previous
+        self.params = params
+        self.now_us = now_us
+        self.cap_us = event_time_cap_us
+        self.restore = restore
 
-    def expand(self, ends):
-        return (
-            (
-                ends | "BundleMax" >> beam.MapTuple(lambda part, pairs: (part, max(e for _, e in pairs))),
-                self.previous,
-            )
-            | "MergeMaxima" >> beam.Flatten()
-            | "MaxPerPartition" >> beam.CombinePerKey(max)
+    def expand(self, msgs):
+        # the key's type makes its coder deterministic, as a stateful DoFn's must be
+        decode = beam.ParDo(DecodeValidateFn(self.now_us)).with_output_types(tuple[tuple[str, str], bytes])
+        decoded = msgs | "DecodeValidate" >> decode.with_outputs(
+            "dead", "profiles", "upstream_dead", main="items"
         )
+        keyed = decoded.items
+        if self.restore is not None:
+            keyed = (keyed, self.restore) | "WithRestoredState" >> beam.Flatten()
+        processed = keyed | "ProcessSessions" >> beam.ParDo(
+            ProcessSessionsFn(self.params, self.cap_us)
+        ).with_outputs("strides", "watch", "sessions", "dead", "snapshot")
+        dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
+        return {
+            "strides": processed.strides,
+            "watch_records": processed.watch,
+            "sessions": processed.sessions,
+            "dead_letters": dead,
+            "profiles": decoded.profiles,
+            "snapshots": processed.snapshot,
+        }
 
 
-class PartitionEndsIndex(beam.PTransform):
-    """``(partition, [(offset, block end us)])`` per bundle -> ``(partition, PartitionEnds)`` of the batch
-    (the quiet rule's "newest event time that arrived after offset o")."""
+class RestoredSnapshots(beam.PTransform):
+    """Snapshot rows ``(runner, session, home partition, snapshot bytes)`` of the previous micro-batch
+    -> input elements of :class:`SessionStrides` (their entries are buffered again as they were)."""
 
-    def expand(self, ends):
-        return (
-            ends
-            | "ByPartition" >> beam.GroupByKey()
-            | "SuffixMaxima"
-            >> beam.MapTuple(
-                lambda part, lists: (part, PartitionEnds.from_pairs(x for pairs in lists for x in pairs))
-            )
-        )
+    def __init__(self, rows: list[tuple[str, str, int, bytes]]):
+        super().__init__()
+        self.rows = [((r, s), blob) for r, s, _, blob in rows]
+
+    def expand(self, pbegin):
+        return pbegin | "Create" >> beam.Create(self.rows).with_output_types(tuple[tuple[str, str], bytes])
 
 
 class LatestProfiles(beam.PTransform):
     """Runner profiles (this batch + ``existing``, a PCollection of the current lake table's RUNNERS
-    rows) -> one RUNNERS row per runner (latest)."""
+    rows) -> one RUNNERS row per runner (latest). Bounded inputs (the micro-batch executor)."""
 
     def __init__(self, existing):
         super().__init__()
         self.existing = existing
 
     def expand(self, profiles):
-        def row(p: RunnerProfile) -> dict:
-            return {
-                "runner_id": p.runner_id,
-                "cohort": p.cohort,
-                "sex": p.sex,
-                "birth_year_band": p.birth_year_band,
-                "time_zone": p.time_zone,
-                "resting_hr_bpm": p.resting_hr_bpm,
-                "max_hr_bpm": p.max_hr_bpm,
-                "updated_at": p.updated_at_us,
-                "profile_seq": p.seq,
-            }
-
         return (
-            (profiles | "ProfileRow" >> beam.Map(row), self.existing)
+            (profiles | "ProfileRow" >> beam.Map(profile_row), self.existing)
             | "AllProfiles" >> beam.Flatten()
             | "ByRunner" >> beam.Map(lambda r: (r["runner_id"], r))
             | "Latest"
@@ -378,81 +472,16 @@ class LatestProfiles(beam.PTransform):
         )
 
 
-class StrideFeatureBatch(beam.PTransform):
-    """The whole bounded batch: Kafka ranges + carry-over state -> tagged output PCollections.
-
-    Every per-batch input comes from the :class:`~pipelines.stream.manifest.ShardManifest` at
-    ``manifest_path``, read when the pipeline runs, so one built pipeline serves every batch of a
-    shard. Table outputs (strides, watch_records, sessions, dead_letters, runners, state) carry
-    **lists of rows** (one list per session or bundle); ``partition_max`` carries ``(partition, max
-    block end)``. Of the previous batch's carry-over files only the keys whose home partition the
-    shard owns are processed, so shards that split a batch by partition index never share a key.
-    """
-
-    def __init__(
-        self, manifest_path: str, params: StreamParams, now_us: int | None = None, reader: str = "python"
-    ):
-        super().__init__()
-        self.reader = reader
-        self.manifest_path = str(manifest_path)
-        self.params = params
-        self.now_us = now_us
-
-    def expand(self, pbegin):
-        p = pbegin.pipeline if hasattr(pbegin, "pipeline") else pbegin
-        lateness = int(self.params.allowed_lateness_s * 1e6)
-        manifest = (
-            p
-            | "Manifest" >> beam.Create([self.manifest_path])
-            | "ReadManifest" >> beam.Map(ShardManifest.read)
-        )
-        if self.reader == "java":  # cross-language ReadFromKafka (needs Java + expansion service)
-            from pipelines.io.kafka_source import read_java
-
-            specs = ShardManifest.read(self.manifest_path).specs  # fixed when built: rebuilt per batch
-            msgs = read_java(
-                p,
-                specs[0].bootstrap,
-                sorted({s.topic for s in specs}),
-                max_num_records=sum(s.stop - s.start for s in specs),
-            )
-        else:
-            msgs = (
-                manifest
-                | "PartitionRanges" >> beam.FlatMap(lambda m: m.specs)
-                | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
-            )
-        decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
-            "dead", "profiles", "upstream_dead", "ends", main="items"
-        )
-        previous = manifest | "PreviousMaxima" >> beam.FlatMap(lambda m: m.previous_partition_max.items())
-        maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(previous)
-        wm = maxima | "MinusLateness" >> beam.MapTuple(lambda part, v: (part, v - lateness))
-        ends_index = decoded.ends | "PartitionEndsIndex" >> PartitionEndsIndex()
-        state = manifest | "ReadCarryOver" >> beam.FlatMap(
-            lambda m: (row for path in m.state_files for row in _read_state_rows(path, m.owned_partitions))
-        )
-        processed = (
-            {"items": decoded.items, "state": state}
-            | "KeyByRunnerSession" >> beam.CoGroupByKey()
-            | "ProcessSessions"
-            >> beam.ParDo(
-                ProcessSessionsFn(self.params), pvalue.AsDict(wm), pvalue.AsDict(ends_index)
-            ).with_outputs("strides", "watch", "sessions", "dead", "state")
-        )
-        dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
-        runners = (
-            decoded.profiles
-            | "LatestProfiles"
-            >> LatestProfiles(manifest | "ExistingRunners" >> beam.FlatMap(lambda m: m.existing_runners))
-            | "RunnerRowList" >> beam.Map(lambda row: [row])
-        )
-        return {
-            "strides": processed.strides,
-            "watch_records": processed.watch,
-            "sessions": processed.sessions,
-            "dead_letters": dead,
-            "runners": runners,
-            "state": processed.state,
-            "partition_max": maxima,
-        }
+def profile_row(p: RunnerProfile) -> dict:
+    """RUNNERS row of a profile."""
+    return {
+        "runner_id": p.runner_id,
+        "cohort": p.cohort,
+        "sex": p.sex,
+        "birth_year_band": p.birth_year_band,
+        "time_zone": p.time_zone,
+        "resting_hr_bpm": p.resting_hr_bpm,
+        "max_hr_bpm": p.max_hr_bpm,
+        "updated_at": p.updated_at_us,
+        "profile_seq": p.seq,
+    }

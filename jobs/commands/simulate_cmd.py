@@ -32,6 +32,13 @@ def register(app: typer.Typer) -> None:
             "devices are registered in this data dir's device store, which the gateway must share.",
         ),
         ca_cert: str = typer.Option(None, "--ca-cert", help="CA bundle to verify an https --via gateway."),
+        via_batch: int = typer.Option(
+            64,
+            "--via-batch",
+            min=1,
+            help="With --via: events buffered before sending, one request per device. 1 keeps the exact order "
+            "the direct producer sends in (one event per request, slow).",
+        ),
     ) -> None:
         """Simulate N runners over D days: profiles, session markers, sensor blocks and watch records
         through the validating Publisher; truth Parquet under <data-dir>/truth."""
@@ -40,7 +47,7 @@ def register(app: typer.Typer) -> None:
         paths = paths_from(ctx)
         first = parse_date(start, "--start")
         try:
-            client = _gateway_client(via, ca_cert, paths) if via else None
+            client = _gateway_client(via, ca_cert, paths, via_batch) if via else None
             bootstrap = None
             if client is None:
                 bootstrap = broker.bootstrap_servers(paths)
@@ -82,8 +89,8 @@ def register(app: typer.Typer) -> None:
             fail("publish counts do not reconcile (received != accepted + dead-lettered)")
 
 
-def _gateway_client(url: str, ca_cert: str | None, paths):
+def _gateway_client(url: str, ca_cert: str | None, paths, batch: int):
     from gateway.client import GatewayClient
     from gateway.credentials import DeviceStore
 
-    return GatewayClient(url, DeviceStore(paths.devices_db), verify=ca_cert or True)
+    return GatewayClient(url, DeviceStore(paths.devices_db), max_events=batch, verify=ca_cert or True)

@@ -8,7 +8,7 @@ the interleaving of a runner's devices changes.
 
 Then the stream job. On main since its rewrite (2026-12-02) it examines a runner's events in Kafka *record
 time* order across topics, and its pelvis and EMG stride columns depend on that timeline: two direct runs of
-the same simulation gave different values for them in 3 of 4 tries here (foot columns, keys and every other
+the same simulation gave different values for them in 5 of 6 tries here (foot columns, keys and every other
 table equal). Record times are when a producer sent, which no second producer reproduces, so those columns are
 left out of the comparison below until the stream job is deterministic over them (reported to the lead);
 everything else is compared whole.

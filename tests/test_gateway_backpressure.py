@@ -4,6 +4,7 @@ duplicates are visible by sequence number. And the gateway over TLS."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -28,7 +29,8 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     try:
         yield info
     finally:
-        os.killpg(info.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            os.killpg(info.pid, signal.SIGCONT)
         broker.stop(paths)
 
 
@@ -78,6 +80,12 @@ def test_broker_paused_mid_request_is_503_and_nothing_partial(own_broker, tmp_pa
         samples = gw.metrics()
         assert metric(samples, "gateway_refused_requests_total", reason=r.json()["error"]) == 1
         assert _letters_none(gw)
+
+        # the broker gone altogether: 503 with Retry-After too, and nothing is taken
+        os.killpg(own_broker.pid, signal.SIGKILL)
+        gone = gw.post("/v1/sensor-blocks", body_of(blocks_for("r0201", n=2, seed=1)), token)
+        assert gone.status_code == 503 and int(gone.headers["retry-after"]) >= 1
+        assert httpx.get(gw.url + "/v1/health", timeout=30).json()["broker_reachable"] is False
 
 
 def _letters_none(gw) -> bool:

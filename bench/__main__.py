@@ -7,6 +7,7 @@ import sys
 
 BENCHES = [
     "bench.gait_bench",
+    "bench.fit_decoder_bench",
     "bench.stream_bench",
     "bench.freshness_bench",
     "bench.daily_bench",

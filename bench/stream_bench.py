@@ -46,6 +46,63 @@ def _tree_pss_bytes(pid: int) -> int:
     return total
 
 
+def _timed_job(bootstrap: str, data_dir: Path, workers: int, checkout: Path | None = None) -> float:
+    """Seconds of ``gluteflow stream --until-idle 0`` as its own process over the whole backlog (with
+    ``checkout``: that source tree's job, e.g. the code before the Beam-state rewrite)."""
+    env = {**os.environ, ENV_BOOTSTRAP: bootstrap, ENV_DATA_DIR: str(data_dir)}
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
+    cmd = [sys.executable, "-m", "jobs.cli", "stream", "--until-idle", "0", "--workers", str(workers)]
+    t = time.perf_counter()
+    done = subprocess.run(
+        cmd, env=env, cwd=checkout or Path.cwd(), capture_output=True, text=True, timeout=1800
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"gluteflow stream failed: {done.stderr[-2000:]}")
+    return time.perf_counter() - t
+
+
+def _base_checkout(tmp: Path) -> Path | None:
+    """The job as it was before the Beam-state rewrite (``STREAM_BENCH_BASE``, default commit 3268816),
+    exported from this repository's history; ``None`` when git or the commit is not available."""
+    rev = os.environ.get("STREAM_BENCH_BASE", "3268816")
+    out = tmp / f"base-{rev}"
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev], capture_output=True)
+    if archive.returncode != 0:
+        return None
+    out.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
+def _prism_seconds(bootstrap: str, data_dir: Path, want_strides: int) -> tuple[float, int] | None:
+    """Seconds from submitting the unbounded job on Prism until its lake holds every stride, and the
+    peak PSS of this process tree (the SDK harness runs here, Prism is a child); ``None`` without Prism."""
+    from infra.runners import RunnerUnavailable, prism_binary
+    from jobs.stream_runner import StreamingJob, run_streaming
+    from pipelines.lake import read_table
+    from schemas.tables import STRIDES
+
+    try:
+        prism_binary()
+    except RunnerUnavailable as exc:
+        print(f"streaming runner: skipped ({exc})")
+        return None
+    paths = Paths(data_dir).ensure()
+    peak = [0]
+
+    def complete() -> bool:
+        peak[0] = max(peak[0], _tree_pss_bytes(os.getpid()))
+        return read_table(paths.table("strides"), STRIDES).num_rows >= want_strides
+
+    t = time.perf_counter()
+    run_streaming(
+        StreamingJob(bootstrap, paths), ["--runner=PrismRunner"], run_for_s=1800, until=complete, poll_s=0.5
+    )
+    return time.perf_counter() - t, peak[0]
+
+
 def _job_peak_memory(bootstrap: str, data_dir: Path, workers: int) -> int:
     """Peak PSS of ``gluteflow stream`` run as its own process (and its shards) over the same topics.
 
@@ -117,14 +174,14 @@ def _cost_breakdown(raws: list[bytes], per_msg_bare_us: float, bootstrap: str) -
     events = [e for e, _ in decoded]
     by_key: dict[tuple[str, str], list[Item]] = {}
     for i, e in enumerate(events):
-        by_key.setdefault((e.runner_id, e.session_id), []).append(Item(e.KIND, 0, i, e))
+        by_key.setdefault((e.runner_id, e.session_id), []).append(Item(e.KIND, 0, i, e, kafka_ts_us=i))
 
     def science() -> list[dict]:
         return [
             row
             for (runner, session), items in by_key.items()
             for row in process_session(
-                SessionState(runner, session), items, 0, StreamParams(), force_close=True
+                SessionState(runner, session), items, StreamParams(), force_close=True
             ).strides
         ]
 
@@ -221,8 +278,10 @@ def _send_us_per_record(bootstrap: str, values: list[tuple[bytes, bytes]]) -> fl
 
 
 def main() -> None:
-    from jobs.stream_driver import INPUT_TOPIC_KEYS, StreamOptions, run
+    from jobs.stream_driver import DEFAULT_MAX_BATCH_BYTES, INPUT_TOPIC_KEYS, StreamOptions
+    from pipelines.lake import read_table
     from pipelines.stream.synthetic import make_session
+    from schemas.tables import STRIDES
 
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
     os.environ[topics.ENV_TOPIC_PREFIX] = f"bench{uuid.uuid4().hex[:6]}."
@@ -251,31 +310,47 @@ def main() -> None:
         n_bare, bytes_bare = _bare_read(bootstrap, names)
         bare_s = time.perf_counter() - t
 
+        workers = StreamOptions(
+            bootstrap, Paths(tmp / "x"), workers=int(os.environ.get("STREAM_BENCH_WORKERS", "0"))
+        ).n_workers
+        base = _base_checkout(tmp)
+        base_s = _timed_job(bootstrap, tmp / "data-base", workers, base) if base else None
         paths = Paths(tmp / "data").ensure()
-        t = time.perf_counter()
-        opts = StreamOptions(bootstrap, paths, workers=int(os.environ.get("STREAM_BENCH_WORKERS", "0")))
-        workers = opts.n_workers
-        results = run(opts, until_idle_s=0.0, log=lambda _: None)
-        job_s = time.perf_counter() - t
+        job_s = _timed_job(bootstrap, paths.root, workers)
+        strides = read_table(paths.table("strides"), STRIDES).num_rows
         read_only_s, read_only_n = _beam_read_only(bootstrap, tmp / "data-read-only")
         peak = _job_peak_memory(bootstrap, tmp / "data-memory", workers)
-        pipeline_s = sum(r.seconds for r in results)
-        strides = sum(r.counters.get("strides_out", 0) for r in results)
-        msgs = sum(r.messages for r in results)
+        prism = _prism_seconds(bootstrap, tmp / "data-prism", strides)
         runner_s = N_RUNNERS * DURATION_S
-        print(f"input: {N_RUNNERS} runners x {DURATION_S} s, {n_bare} messages, {bytes_bare / 1e6:.1f} MB")
+        mb = bytes_bare / 1e6
         print(
-            f"bare consumer : {bare_s:6.2f} s  {bytes_bare / 1e6 / bare_s:7.1f} MB/s  {runner_s / bare_s:8.0f} runner-s/s"
+            f"input: {N_RUNNERS} runners x {DURATION_S} s, {n_bare} messages, {mb:.1f} MB ({strides} strides)"
         )
         print(
-            f"stream job    : {job_s:6.2f} s  {bytes_bare / 1e6 / job_s:7.1f} MB/s  {runner_s / job_s:8.0f} runner-s/s"
-            f"  ({len(results)} batches, {msgs} messages, {strides} strides)"
+            f"bare consumer          : {bare_s:6.2f} s  {mb / bare_s:7.1f} MB/s  {runner_s / bare_s:8.0f} runner-s/s"
         )
-        print(
-            f"  of which Beam pipelines {pipeline_s:.2f} s (workers={workers}); planning, checkpoint, publish"
-            f" (lake moves, strides topic) {job_s - pipeline_s:.2f} s"
-        )
-        print(f"ratio stream/bare: {bare_s / job_s:.2f} (target >= 0.5)")
+
+        def line(name: str, secs: float, extra: str = "") -> None:
+            print(
+                f"{name:23s}: {secs:6.2f} s  {mb / secs:7.1f} MB/s  {runner_s / secs:8.0f} runner-s/s"
+                f"  ratio {bare_s / secs:.2f}{extra}"
+            )
+
+        line("stream job, local      ", job_s, f"  (micro-batch executor, {workers} shard processes)")
+        if base_s is not None:
+            line(
+                "stream job before rewrite",
+                base_s,
+                f"  -> local / before = {base_s / job_s:.2f} (target >= 0.9)",
+            )
+        else:
+            print("stream job before rewrite: skipped (no git history here)")
+        if prism is not None:
+            line(
+                "stream job, Prism",
+                prism[0],
+                f"  (unbounded, until every stride is in the lake; peak {prism[1] / 1024**3:.2f} GB PSS)",
+            )
         print(
             f"floor: a Beam pipeline that only reads the same messages with the job's Kafka SDF ({read_only_n}"
             f" records, one process, no work): {read_only_s:.2f} s, ratio {bare_s / read_only_s:.2f}"
@@ -283,7 +358,7 @@ def main() -> None:
         _cost_breakdown(sample, bare_s / n_bare * 1e6, bootstrap)
         print(
             f"peak memory of gluteflow stream (its own process + {workers} shards, PSS sampled every 0.1 s in a"
-            f" second, untimed run): {peak / 1024**3:.2f} GB at the default {opts.max_batch_bytes // 2**20} MiB"
+            f" second, untimed run): {peak / 1024**3:.2f} GB at the default {DEFAULT_MAX_BATCH_BYTES // 2**20} MiB"
             " batch cap (target < 1.5 GB)"
         )
 

@@ -8,6 +8,7 @@ import typer
 
 from infra.settings import ENV_DATA_DIR
 from jobs.commands import COMMAND_MODULES
+from jobs.console import configure_logging
 
 app = typer.Typer(
     name="gluteflow",
@@ -28,6 +29,7 @@ def _root(
         help="Root of every output (lake, catalog, reports). Default ./data",
     ),
 ) -> None:
+    configure_logging()
     ctx.obj = {"data_dir": data_dir}
 
 

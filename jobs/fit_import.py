@@ -1,7 +1,10 @@
-"""FIT file import: decode with Garmin's SDK, turn running sessions into WatchRecords + SessionMarkers, publish.
+"""FIT file import: decode per the FIT protocol, turn running sessions into WatchRecords + SessionMarkers, publish.
 
-A file is decoded **completely** before anything is published: a corrupt file (bad header, CRC error, unexpected
-end of file) publishes nothing but one ``corrupt_file`` dead letter carrying the file's bytes.
+Decoder: fitdecode (chosen by measurement over Garmin's Python SDK, see docs/fit.md): header CRC 0x0000
+("not computed"), compressed-timestamp record headers, chained files and multisport activities are accepted;
+names and units are Garmin's profile. A file is decoded **completely** before anything is published: a corrupt
+file (bad header, CRC error, unexpected end of file) publishes nothing but one ``corrupt_file`` dead letter
+carrying the file's bytes.
 
 Determinism (re-importing a file is idempotent downstream):
 
@@ -23,8 +26,9 @@ mean "not measured" and become None.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
-import re
+import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +67,7 @@ class FitDecodeError(ValueError):
 
 
 def to_us(value: Any) -> int | None:
-    """A FIT timestamp (datetime from the SDK, or raw seconds since the FIT epoch) as int microseconds UTC."""
+    """A FIT timestamp (datetime from the decoder, or raw seconds since the FIT epoch) as int microseconds UTC."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -76,7 +80,7 @@ def to_us(value: Any) -> int | None:
 
 
 def _num(value: Any) -> float | None:
-    """A finite number or None (the SDK yields None / lists / strings for invalid or unusual values)."""
+    """A finite number or None (the decoder yields None / tuples / strings for invalid or unusual values)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
@@ -117,7 +121,6 @@ class DecodedFit:
     device_id: str
     sessions: list[FitSession]
     records_without_time: int = 0
-    developer_keys: dict[Any, str] = field(default_factory=dict)
 
     @property
     def running_sessions(self) -> list[FitSession]:
@@ -131,39 +134,90 @@ class DecodedFit:
         return f"fit-{self.sha1[:16]}-{session.index}"
 
 
-def _describe_sdk_error(err: Exception, size: int) -> str:
-    """Turn the SDK's error text into a short problem statement."""
-    text = str(err).replace("FIT Runtime Error", "").strip(" :")
-    m = re.match(r"at byte:?\s*(\d+)\s*(.*)", text)
-    where, what = (f" at byte {m.group(1)}", m.group(2).strip()) if m else ("", text)
-    if isinstance(err, IndexError) or "bytes remaining" in what:
-        return f"unexpected end of file: truncated after {size} bytes ({what})"
-    if "crc" in what.lower():
-        return f"CRC error{where}: the file's checksum does not match its content"
-    if "not a fit file" in what.lower():
-        return f"bad file header{where}: not a FIT file header"
-    return f"{what}{where}"
+#: what fitdecode raises for a file that breaks the FIT protocol (checked by the fuzz test in
+#: tests/test_fit_protocol.py: byte flips and truncations raise nothing else)
+def _decoder_errors() -> tuple[type[Exception], ...]:
+    import fitdecode
+
+    return (fitdecode.FitError, ValueError, KeyError, IndexError, OverflowError, TypeError, struct.error)
 
 
-def decode_fit_bytes(data: bytes, path: str = "<bytes>") -> tuple[dict[str, list[dict]], list[str]]:
-    """Decode with Garmin's SDK. Returns (messages, problems); any problem means the file is corrupt."""
-    from garmin_fit_sdk import Decoder, Stream
+def _describe(err: Exception) -> str:
+    """One short problem statement for a decoder exception."""
+    import fitdecode
 
-    problems: list[str] = []
-    if not Decoder(Stream.from_byte_array(bytearray(data))).is_fit():
-        problems.append("not a FIT file (bad file header)")
-        return {}, problems
-    messages, errors = Decoder(Stream.from_byte_array(bytearray(data))).read()
-    for err in errors:
-        problems.append(_describe_sdk_error(err, len(data)))
-    # check_integrity checks the header CRC, the declared size and the file CRC of the first FIT file
-    if not problems and not Decoder(Stream.from_byte_array(bytearray(data))).check_integrity():
-        problems.append("integrity check failed (declared size or CRC does not match)")
-    return messages, problems
+    text = str(err).strip()
+    if isinstance(err, fitdecode.FitEOFError):
+        return f"unexpected end of file: truncated ({text})"
+    if isinstance(err, fitdecode.FitCRCError) and "header" in text:
+        return f"bad file header: its CRC does not match ({text})"
+    if isinstance(err, fitdecode.FitCRCError):
+        return f"CRC error: the file's checksum does not match its content ({text})"
+    if isinstance(err, fitdecode.FitHeaderError):
+        return f"bad file header: {text}"
+    if isinstance(err, fitdecode.FitError):
+        return f"not decodable per the FIT protocol: {text}"
+    return f"not decodable per the FIT protocol: {type(err).__name__}: {text}"
+
+
+def _dev_label(name: Any, units: Any) -> str:
+    """A developer field's name as the device wrote it, with its units: ``"Form Power [Watts]"``."""
+    if isinstance(name, (list, tuple)):
+        name = " ".join(str(n) for n in name if n)
+    if isinstance(units, (list, tuple)):
+        units = " ".join(str(u) for u in units if u)
+    return f"{name} [{units}]" if units else str(name)
+
+
+def _message_dict(frame) -> dict[str, Any]:
+    """A data message as {profile field name: value}; developer fields under ``developer_fields``."""
+    out: dict[str, Any] = {}
+    dev: dict[str, Any] = {}
+    for fld in frame.fields:
+        if fld.value is None:
+            continue  # FIT "invalid" value: the field was not measured in this message
+        if fld.field_def is not None and fld.field_def.is_dev:
+            dev[_dev_label(fld.name, fld.units)] = fld.value
+        else:
+            out[fld.name] = fld.value
+    if dev:
+        out["developer_fields"] = dev
+    return out
+
+
+def decode_fit_bytes(data: bytes) -> tuple[list[dict[str, list[dict]]], list[str]]:
+    """Decode every FIT file in ``data`` (chained files included) with fitdecode.
+
+    Returns (one {message name: [messages]} per file of the chain, problems); any problem means the file
+    is corrupt. Header and file
+    CRCs are checked when present (a header CRC of 0 means "not computed" in the FIT protocol and is
+    accepted); compressed-timestamp record headers are expanded into ``timestamp``. Field names and units
+    are those of Garmin's FIT profile (fitdecode's profile is generated from it).
+    """
+    import fitdecode
+
+    files: list[dict[str, list[dict]]] = []
+    if len(data) < 12 or data[8:12] != b".FIT":
+        return [], ["bad file header: not a FIT file (no .FIT signature)"]
+    try:
+        with fitdecode.FitReader(
+            io.BytesIO(data),
+            check_crc=fitdecode.CrcCheck.RAISE,
+            error_handling=fitdecode.ErrorHandling.RAISE,
+            keep_raw_chunks=False,
+        ) as reader:
+            for frame in reader:
+                if frame.frame_type == fitdecode.FIT_FRAME_HEADER:
+                    files.append({})
+                elif frame.frame_type == fitdecode.FIT_FRAME_DATA:
+                    files[-1].setdefault(frame.name, []).append(_message_dict(frame))
+    except _decoder_errors() as err:
+        return files, [_describe(err)]
+    return files, []
 
 
 def _device_id(messages: dict[str, list[dict]], sha1: str) -> str:
-    ids = messages.get("file_id_mesgs") or []
+    ids = messages.get("file_id") or []
     if not ids:
         return f"fit-{sha1[:12]}"
     fid = ids[0]
@@ -176,36 +230,11 @@ def _device_id(messages: dict[str, list[dict]], sha1: str) -> str:
     return "-".join(parts).replace(" ", "_")
 
 
-def _developer_keys(messages: dict[str, list[dict]]) -> dict[Any, str]:
-    """SDK developer-field key -> '<name> [<units>]' from the file's field_description messages."""
-    out: dict[Any, str] = {}
-    for desc in messages.get("field_description_mesgs") or []:
-        name = desc.get("field_name")
-        if isinstance(name, list):
-            name = " ".join(str(n) for n in name if n)
-        units = desc.get("units")
-        if isinstance(units, list):
-            units = " ".join(str(u) for u in units if u)
-        key = desc.get("key")
-        if key is None:
-            continue
-        label = str(
-            name or f"developer_{desc.get('developer_data_index', 0)}_{desc.get('field_definition_number')}"
-        )
-        out[key] = f"{label} [{units}]" if units else label
-    return out
-
-
-def parse_fit(data: bytes, path: str = "<bytes>", device_id: str | None = None) -> DecodedFit:
-    """Decode ``data`` fully and split its records into its sessions. Raises FitDecodeError when corrupt."""
-    messages, problems = decode_fit_bytes(data, path)
-    if problems:
-        raise FitDecodeError("; ".join(problems))
-    sha1 = hashlib.sha1(data).hexdigest()
-    records = messages.get("record_mesgs") or []
+def _file_sessions(messages: dict[str, list[dict]], first_index: int) -> tuple[list[FitSession], int]:
+    """The sessions of one FIT file (of a chain) with its records assigned; and its records without time."""
     timed: list[tuple[int, dict]] = []
     without_time = 0
-    for rec in records:
+    for rec in messages.get("record") or []:
         ts = to_us(rec.get("timestamp"))
         if ts is None:
             without_time += 1
@@ -214,7 +243,7 @@ def parse_fit(data: bytes, path: str = "<bytes>", device_id: str | None = None) 
     timed.sort(key=lambda x: x[0])
 
     sessions: list[FitSession] = []
-    for i, msg in enumerate(messages.get("session_mesgs") or []):
+    for i, msg in enumerate(messages.get("session") or [], start=first_index):
         start = to_us(msg.get("start_time"))
         end = to_us(msg.get("timestamp"))
         elapsed = _num(msg.get("total_elapsed_time"))
@@ -224,23 +253,17 @@ def parse_fit(data: bytes, path: str = "<bytes>", device_id: str | None = None) 
             continue
         if end is None:
             end = start + round((elapsed or 0.0) * 1e6)
-        sessions.append(
-            FitSession(
-                index=i,
-                sport=str(msg.get("sport") or "unknown"),
-                sub_sport=str(msg["sub_sport"]) if msg.get("sub_sport") is not None else None,
-                start_us=start,
-                end_us=end,
-                summary=msg,
-            )
-        )
+        sub = msg.get("sub_sport")
+        sport = str(msg.get("sport") or "unknown")
+        sessions.append(FitSession(i, sport, None if sub is None else str(sub), start, end, msg))
     if not sessions and timed:
         # no session message: one session spanning the records, sport from the sport message if any
-        sport_msgs = messages.get("sport_mesgs") or []
+        sport_msgs = messages.get("sport") or []
         sport = str(sport_msgs[0].get("sport")) if sport_msgs and sport_msgs[0].get("sport") else "running"
-        sessions.append(FitSession(0, sport, None, timed[0][0], timed[-1][0], {}))
+        sessions.append(FitSession(first_index, sport, None, timed[0][0], timed[-1][0], {}))
 
-    # each record belongs to the last session that started at or before it (earlier ones to the first session)
+    # each record belongs to the last session of its file that started at or before it (a multisport
+    # activity: one session per sport); records before the first session go to the first one
     ordered = sorted(sessions, key=lambda s: s.start_us)
     k = 0
     for ts, rec in timed:
@@ -248,19 +271,33 @@ def parse_fit(data: bytes, path: str = "<bytes>", device_id: str | None = None) 
             k += 1
         if ordered:
             ordered[k].records.append(rec)
+    return sessions, without_time
+
+
+def parse_fit(data: bytes, path: str = "<bytes>", device_id: str | None = None) -> DecodedFit:
+    """Decode ``data`` fully (every file of a chain) and split each file's records into its sessions.
+    Session indexes run on across the chain. Raises FitDecodeError when corrupt."""
+    files, problems = decode_fit_bytes(data)
+    if problems:
+        raise FitDecodeError("; ".join(problems))
+    sha1 = hashlib.sha1(data).hexdigest()
+    sessions: list[FitSession] = []
+    without_time = 0
+    for messages in files:
+        first_index = sum(len(m.get("session") or []) for m in files[: files.index(messages)])
+        found, missing = _file_sessions(messages, first_index)
+        sessions += found
+        without_time += missing
     return DecodedFit(
         path=path,
         sha1=sha1,
-        device_id=device_id or _device_id(messages, sha1),
+        device_id=device_id or _device_id(files[0] if files else {}, sha1),
         sessions=sessions,
         records_without_time=without_time,
-        developer_keys=_developer_keys(messages),
     )
 
 
-def watch_record(
-    rec: dict, runner_id: str, device_id: str, session_id: str, seq: int, dev_keys: dict
-) -> WatchRecord:
+def watch_record(rec: dict, runner_id: str, device_id: str, session_id: str, seq: int) -> WatchRecord:
     cadence = _num(rec.get("cadence"))
     cadence_spm = None if cadence is None else 2.0 * (cadence + (_num(rec.get("fractional_cadence")) or 0.0))
     lat, lon = _num(rec.get("position_lat")), _num(rec.get("position_long"))
@@ -284,10 +321,10 @@ def watch_record(
         if values[name] == 0:
             values[name] = None
     developer: dict[str, float] = {}
-    for key, value in (rec.get("developer_fields") or {}).items():
+    for label, value in (rec.get("developer_fields") or {}).items():
         v = _num(value)
         if v is not None:
-            developer[dev_keys.get(key, f"developer_{key}")] = v
+            developer[label] = v
     return WatchRecord(
         runner_id=runner_id,
         device_id=device_id,
@@ -326,7 +363,7 @@ def session_events(decoded: DecodedFit, session: FitSession, runner_id: str) -> 
         )
     ]
     for i, rec in enumerate(session.records, start=1):
-        events.append(watch_record(rec, runner_id, decoded.device_id, sid, base + i, decoded.developer_keys))
+        events.append(watch_record(rec, runner_id, decoded.device_id, sid, base + i))
     last_record_us = events[-1].timestamp_us if session.records else session.start_us
     events.append(
         SessionMarker(

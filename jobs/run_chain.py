@@ -58,6 +58,7 @@ def plan_steps(
     fit_files: list[Path],
     duration_scale: float,
     block_s: int,
+    stories: bool = True,
     via: str | None = None,
 ) -> list[Step]:
     last = start + dt.timedelta(days=days - 1)
@@ -79,6 +80,7 @@ def plan_steps(
                 str(duration_scale),
                 "--block-seconds",
                 str(block_s),
+                "--stories" if stories else "--no-stories",
                 *(["--via", via] if via else []),
             ],
         ),
@@ -112,6 +114,7 @@ def run_chain(
     duration_scale: float = 1.0,
     block_s: int = 1,
     say: Callable[[str], None] = print,
+    stories: bool = True,
     via_gateway: bool = False,
 ) -> ChainResult:
     """Run every step; raise RuntimeError naming the step that failed. Stops the broker it started.
@@ -134,7 +137,8 @@ def run_chain(
             )
             via = gw.url
             say(f"[bold]gateway[/] {gw.url} (pid {gw.pid}, log {gw.log_file})")
-        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s, via):
+        steps = plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s, stories, via=via)
+        for step in steps:
             say(f"\n[bold cyan]== {step.name}[/]  gluteflow {' '.join(step.args)[:160]}")
             t0 = time.perf_counter()
             code = subprocess.call(exe + step.args, env=env)

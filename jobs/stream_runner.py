@@ -107,9 +107,11 @@ def run_streaming(
     run_for_s: float | None = None,
     until: Callable[[], bool] | None = None,
     poll_s: float = 1.0,
+    quiet_stop: bool = False,
 ):
     """Submit the unbounded job and wait: forever, ``run_for_s`` seconds, or until ``until()`` is true;
-    then cancel it. Returns the pipeline result (its state: CANCELLED after a stop)."""
+    then cancel it (``quiet_stop``: without the interrupted bundles' tracebacks, for a command that
+    exits next). Returns the pipeline result (its state: CANCELLED after a stop)."""
     topics.apply(job.bootstrap)
     p = beam.Pipeline(options=runner_options(pipeline_args))
     build(p, job, start_specs(job.bootstrap, offsets or {}))
@@ -127,5 +129,18 @@ def run_streaming(
             time.sleep(poll_s)
     finally:
         if str(result.state).split(".")[-1] not in ("DONE", "FAILED", "CANCELLED"):
-            result.cancel()
+            _quiet_cancel(result) if quiet_stop else result.cancel()
     return result
+
+
+def _quiet_cancel(result) -> None:
+    """Cancel, for a process that ends right after. The bundles a cancel interrupts fail on purpose, in
+    the runner's and the SDK harness's threads, during and after ``cancel()``: each prints a traceback to
+    stderr and logs an error. From here on this process shows neither (it only exits)."""
+    import logging
+    import os
+    import sys
+
+    logging.disable(logging.CRITICAL)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+    result.cancel()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 #: the scoring model version written into every row (bump when pipelines.science.risk changes meaning)
-RISK_MODEL_VERSION = "risk-1.0"
+RISK_MODEL_VERSION = "risk-1.1"
 
 #: driver keys, in the order of the ``points_*`` columns (kept in sync with pipelines.science.risk.DRIVERS)
 DRIVER_KEYS: tuple[str, ...] = (
@@ -48,6 +48,18 @@ DRIVER = pa.struct(
     ]
 )
 
+#: why a driver could not be computed for a runner (pipelines.science.risk.explain_not_computable):
+#: kind = no_sensor | no_recent_run | history | baseline_zero | no_long_run | too_few_strides | data_quality;
+#: ready_on = the first report date with enough baseline (history only; null when more data is needed)
+WHY = pa.struct(
+    [
+        pa.field("driver", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("ready_on", pa.date32()),
+    ]
+)
+
 #: grain: one row per runner per report date
 INJURY_RISK = pa.schema(
     [
@@ -63,6 +75,7 @@ INJURY_RISK = pa.schema(
         pa.field("likely_sites", pa.list_(pa.string())),  # ranked by the points pointing at them
         pa.field("reasons", pa.string()),  # the top reasons joined with "; "
         pa.field("not_computable", pa.list_(pa.string())),  # driver keys that lacked data / sensors
+        pa.field("not_computable_why", pa.list_(WHY)),  # per such driver: its true reason (same order)
         pa.field("last_run_date", pa.date32()),  # latest local date with a run (<= report date)
         pa.field("days_with_runs_28d", pa.int32(), nullable=False),
         pa.field(

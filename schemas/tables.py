@@ -73,6 +73,9 @@ WATCH_RECORDS = pa.schema(
         pa.field("step_length_mm", pa.float64()),
         pa.field("power_w", pa.float64()),
         pa.field("altitude_m", pa.float64()),
+        # FIT developer fields (Stryd, RunScribe, ...) as the device named them, units in brackets:
+        # {"Form Power [Watts]": 105.0, "Leg Spring Stiffness [KN/m]": 9.1}; null when the record had none
+        pa.field("developer_fields", pa.map_(pa.string(), pa.float64())),
         pa.field("date", pa.date32(), nullable=False),  # UTC date (partition key)
     ]
 )

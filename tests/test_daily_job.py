@@ -145,6 +145,7 @@ def _fit_tables(path: str, runner_id: str) -> dict[str, pa.Table]:
         "step_length_mm": col("step_length"),
         "power_w": [None] * len(recs),
         "altitude_m": col("enhanced_altitude"),
+        "developer_fields": [None] * len(recs),
         "date": [t.date() for t in ts],
     }
     start = sess["start_time"]

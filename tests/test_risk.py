@@ -246,3 +246,16 @@ def test_params_are_respected() -> None:
     p = RiskParams(elevated_at=20, high_at=40)
     r = score_features(feats(spike_ratio=1.2, spike_days_ago=0), p).iloc[0]
     assert r.risk_level == "elevated"  # 36 points
+
+
+def test_recruitment_inversion_from_a_zero_baseline_counts_in_fraction_points() -> None:
+    # hamstrings first in 0 % of baseline strides, 66 % now: +66 points -> full 5; 10 points -> nothing
+    r = one(feats(**trend("recruitment_inversion", 0.66, 0.0)))
+    assert r.points_recruitment_inversion == pytest.approx(5.0)
+    assert "recruitment_inversion" not in r.not_computable
+    assert (
+        r.drivers[0]["reason"]
+        == "hamstrings firing before glutes in 66% of strides, 0% on your 4-week baseline"
+    )
+    quiet = one(feats(**trend("recruitment_inversion", 0.10, 0.0)))
+    assert quiet.points_recruitment_inversion == 0 and "recruitment_inversion" not in quiet.not_computable

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
 from infra.settings import ENV_BOOTSTRAP, Paths
 from infra.topics import ENV_TOPIC_PREFIX
+from pipelines.catalog.builder import connect_catalog
 
 
 def _alive(pid: int) -> bool:
@@ -32,8 +33,13 @@ def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, mon
         capture_output=True,
         text=True,
         timeout=900,
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # a normal run prints no stack trace and no library log noise, and its tables fit 80 columns
+    for noise in ("Traceback", "WARNING", "ERROR", "apitools", "kafka.", "great_expectations"):
+        assert noise not in proc.stdout + proc.stderr, noise
+    assert "…" not in proc.stdout, [line for line in proc.stdout.splitlines() if "…" in line][:5]
 
     # the broker this run started (its pid is printed first) is gone, and its state file with it
     started = re.search(r"embedded Tansu, pid (\d+)", proc.stdout)
@@ -41,7 +47,7 @@ def test_run_chain_builds_lake_catalog_report_and_stops_its_broker(tmp_path, mon
     assert not _alive(int(started.group(1)))
     assert not (paths.broker_dir / "broker.json").exists()
 
-    con = duckdb.connect(str(paths.catalog), read_only=True)
+    con = connect_catalog(paths.catalog)
     n = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("strides", "daily", "injury_risk", "runners")

@@ -73,9 +73,22 @@ def rows_us(table) -> list[dict]:
     return pa.table(cols).to_pylist()
 
 
-def run_composite(stream: TestStream, checks: dict) -> None:
+@pytest.fixture(params=["DirectRunner", "PrismRunner"])
+def beam_options(request) -> PipelineOptions:
+    """The Python DirectRunner in streaming mode, and Prism where ``make prism`` has built it."""
+    if request.param == "DirectRunner":
+        return PipelineOptions(streaming=True)
+    from infra.runners import RunnerUnavailable, prism_options
+
+    try:
+        return prism_options()
+    except RunnerUnavailable as exc:
+        pytest.skip(f"Prism is not installed here: {exc}")
+
+
+def run_composite(options: PipelineOptions, stream: TestStream, checks: dict) -> None:
     """Apply the composite to ``stream`` and ``assert_that`` each named output with its check."""
-    with beam.Pipeline(options=PipelineOptions(streaming=True)) as p:
+    with beam.Pipeline(options=options) as p:
         out = p | stream | SessionStrides()
         strides = out["strides"] | "StrideRows" >> beam.FlatMap(rows_us)
         dead = out["dead_letters"] | "DeadRows" >> beam.FlatMap(lambda rows: rows)
@@ -113,7 +126,7 @@ def session(rid: str = "r1", duration_s: int = 30, seed: int = 1, start_us: int 
     return truth, blocks, markers
 
 
-def test_out_of_order_blocks_and_duplicates_equal_the_offline_computation() -> None:
+def test_out_of_order_blocks_and_duplicates_equal_the_offline_computation(beam_options) -> None:
     truth, blocks, markers = session()
     events = [markers[0], *blocks, markers[1]]
     rng = np.random.default_rng(3)
@@ -122,12 +135,13 @@ def test_out_of_order_blocks_and_duplicates_equal_the_offline_computation() -> N
     shuffled = list(events)
     events += [events[10], events[40], events[41]]  # exact duplicates, delivered again later
     run_composite(
+        beam_options,
         stream_of(messages(events)),
         {"strides": same_as_offline([(truth, shuffled)]), "dead": reasons()},
     )
 
 
-def test_a_block_later_than_the_allowed_lateness_is_dead_lettered_late() -> None:
+def test_a_block_later_than_the_allowed_lateness_is_dead_lettered_late(beam_options) -> None:
     truth, blocks, markers = session(duration_s=80)
     held = next(b for b in blocks if b.sensor == "foot_imu" and b.seq == 5)
     rest = [b for b in blocks if b is not held]
@@ -141,11 +155,13 @@ def test_a_block_later_than_the_allowed_lateness_is_dead_lettered_late() -> None
         )
 
     run_composite(
-        stream_of(messages(events)), {"strides": no_stride_across_the_hole, "dead": reasons("late")}
+        beam_options,
+        stream_of(messages(events)),
+        {"strides": no_stride_across_the_hole, "dead": reasons("late")},
     )
 
 
-def test_a_gap_inside_a_unit_splits_its_strides() -> None:
+def test_a_gap_inside_a_unit_splits_its_strides(beam_options) -> None:
     truth, blocks, markers = session(duration_s=40)
     lost = {b.seq for b in blocks if b.sensor == "foot_imu" and b.side == "left" and 15 <= b.seq <= 17}
     kept = [b for b in blocks if not (b.sensor == "foot_imu" and b.side == "left" and b.seq in lost)]
@@ -158,20 +174,21 @@ def test_a_gap_inside_a_unit_splits_its_strides() -> None:
         assert not any(r["ic_time"] < gap[1] and r["next_ic_time"] > gap[0] for r in left)
         assert any(r["ic_time"] >= gap[1] for r in left) and any(r["next_ic_time"] <= gap[0] for r in left)
 
-    run_composite(stream_of(messages(events)), {"strides": check, "dead": reasons()})
+    run_composite(beam_options, stream_of(messages(events)), {"strides": check, "dead": reasons()})
 
 
-def test_session_closed_by_its_end_marker_rejects_later_blocks() -> None:
+def test_session_closed_by_its_end_marker_rejects_later_blocks(beam_options) -> None:
     truth, blocks, markers = session()
     extra = dataclasses.replace(blocks[-1], seq=10_000)  # a new block after the session ended
     events = [markers[0], *blocks, markers[1], extra]
     run_composite(
+        beam_options,
         stream_of(messages(events)),
         {"strides": same_as_offline([(truth, [markers[0], *blocks, markers[1]])]), "dead": reasons("late")},
     )
 
 
-def test_session_without_end_marker_is_closed_by_the_quiet_gap_timer() -> None:
+def test_session_without_end_marker_is_closed_by_the_quiet_gap_timer(beam_options) -> None:
     """No end marker: the watermark passing the quiet gap (record time) closes the session and flushes
     its last strides; a block of it that arrives after the gap is late."""
     truth, blocks, markers = session()
@@ -188,10 +205,10 @@ def test_session_without_end_marker_is_closed_by_the_quiet_gap_timer() -> None:
         assert max(times_us) == (arrival[-1] + GAP_S * 1000) * 1000 < late_ms * 1000
 
     checks = {"strides": same_as_offline([(truth, events)]), "dead": reasons("late")}
-    run_composite(ts, {**checks, "emitted_at": closed_by_the_timer})
+    run_composite(beam_options, ts, {**checks, "emitted_at": closed_by_the_timer})
 
 
-def test_a_dying_battery_does_not_hold_the_session_open() -> None:
+def test_a_dying_battery_does_not_hold_the_session_open(beam_options) -> None:
     """The pelvis IMU dies 10 s in: its unit stops, the feet's strides go on without pelvis features
     and the session closes at its end marker with every stride of the offline computation."""
     truth, blocks, markers = session(duration_s=90)
@@ -207,27 +224,30 @@ def test_a_dying_battery_does_not_hold_the_session_open() -> None:
         late = [r for r in rows if r["ic_time"] > dead_at + 70_000_000]
         assert late and all(r["pelvic_drop_deg"] is None and r["sensors"] == "foot_imu,emg" for r in late)
 
-    run_composite(stream_of(messages(events)), {"strides": check, "dead": reasons()})
+    run_composite(beam_options, stream_of(messages(events)), {"strides": check, "dead": reasons()})
 
 
-def test_strides_straddling_bundles_are_emitted_exactly_once() -> None:
+def test_strides_straddling_bundles_are_emitted_exactly_once(beam_options) -> None:
     truth, blocks, markers = session(duration_s=40)
     events = [markers[0], *blocks, markers[1]]
     for per_bundle in (1, 3, 50):
         run_composite(
+            beam_options,
             stream_of(messages(events), per_bundle=per_bundle),
             {"strides": same_as_offline([(truth, events)]), "dead": reasons()},
         )
 
 
-def test_backlog_of_runners_sharing_a_partition_in_any_event_time_order_is_not_late() -> None:
+def test_backlog_of_runners_sharing_a_partition_in_any_event_time_order_is_not_late(beam_options) -> None:
     """Runner B's whole session arrives after runner A's (same device times, one partition): behind
     A's data in event time, but B's blocks are judged on B's own units and record time."""
     a = session("ra", duration_s=60, seed=4)
     b = session("rb", duration_s=60, seed=5)
     events = [a[2][0], *a[1], a[2][1], b[2][0], *b[1], b[2][1]]
     sessions = [(a[0], [a[2][0], *a[1], a[2][1]]), (b[0], [b[2][0], *b[1], b[2][1]])]
-    run_composite(stream_of(messages(events)), {"strides": same_as_offline(sessions), "dead": reasons()})
+    run_composite(
+        beam_options, stream_of(messages(events)), {"strides": same_as_offline(sessions), "dead": reasons()}
+    )
 
 
 def simulated_session_events(seed: int) -> list:
@@ -250,12 +270,13 @@ def simulated_session_events(seed: int) -> list:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_simulated_fleet_session_equals_the_offline_computation(seed: int) -> None:
+def test_simulated_fleet_session_equals_the_offline_computation(seed: int, beam_options) -> None:
     """A session of the fleet simulator (clock offsets, drops, duplicates, out-of-order blocks,
     announced sensors in its start marker) through the composite equals the offline computation."""
     events = simulated_session_events(seed)
     assert {e.sensor for e in events if isinstance(e, SensorBlock)} >= {"foot_imu", "pelvis_imu", "emg"}
     run_composite(
+        beam_options,
         stream_of(messages(events), per_bundle=11),
         {"strides": same_as_offline([(None, events)])},
     )

@@ -46,7 +46,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Decode FIT files with Garmin's SDK and publish their running sessions as watch records.
+        """Decode FIT files (the whole FIT protocol: header CRC 0, compressed timestamps, chained files,
+        multisport) and publish their running sessions as watch records, developer fields included.
 
         Walks, rides and other sports are skipped. A corrupt file publishes nothing and lands one
         `corrupt_file` dead letter; the other files still import. Exit code 1 when any file failed.

@@ -17,16 +17,22 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         ctx: typer.Context,
-        runners: int = typer.Option(20, "--runners", "-n", min=1, help="Runners to simulate."),
-        days: int = typer.Option(7, "--days", "-d", min=1, help="Days to simulate."),
+        runners: int = typer.Option(10, "--runners", "-n", min=1, help="Runners to simulate."),
+        days: int = typer.Option(
+            35,
+            "--days",
+            "-d",
+            min=1,
+            help="Days to simulate (35: four-week baselines and the 30-day spike rule).",
+        ),
         start: str = typer.Option(DEFAULT_START.isoformat(), "--start", help="First simulated local date."),
         seed: int = typer.Option(7, "--seed", help="Simulation seed (same seed -> same data)."),
         duration_scale: float = typer.Option(
-            0.1,
+            0.04,
             "--duration-scale",
             min=0.01,
             max=3.0,
-            help="Scale simulated session durations (1.0 = full 25-95 min runs; 0.1 keeps make run to minutes).",
+            help="Scale simulated session durations (1.0 = full 25-95 min runs; 0.04 keeps make run to minutes).",
         ),
         block_s: int = typer.Option(
             1, "--block-seconds", min=1, max=10, help="Seconds of samples per sensor block."
@@ -35,6 +41,12 @@ def register(app: typer.Typer) -> None:
             None, "--fit-dir", help="FIT files to import too (default ../shared/fixtures/fit when present)."
         ),
         no_fit: bool = typer.Option(False, "--no-fit", help="Do not import FIT files."),
+        stories: bool = typer.Option(
+            True,
+            "--stories/--no-stories",
+            help="Runners r0000-r0004 follow storylines (distance spike, rising calf dominance, pelvic drop, "
+            "asymmetry, chronic glute under-activation): see jobs/simulate/stories.py.",
+        ),
         via_gateway: bool = typer.Option(
             False, "--via-gateway", help="Send the simulated fleet through a gateway started for the run."
         ),
@@ -64,6 +76,7 @@ def register(app: typer.Typer) -> None:
                 fit_files,
                 duration_scale,
                 say=console.print,
+                stories=stories,
                 via_gateway=via_gateway,
             )
         except RuntimeError as exc:

@@ -25,6 +25,12 @@ def register(app: typer.Typer) -> None:
             1, "--block-seconds", min=1, max=10, help="Seconds of samples per block."
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        stories: bool = typer.Option(
+            False,
+            "--stories/--no-stories",
+            help="Give runners r0000-r0004 the storylines of jobs/simulate/stories.py (a distance spike, "
+            "rising calf dominance, pelvic drop, asymmetry, chronic glute under-activation).",
+        ),
         via: str = typer.Option(
             None,
             "--via",
@@ -62,6 +68,7 @@ def register(app: typer.Typer) -> None:
                 progress=progress,
                 duration_scale=duration_scale,
                 block_s=block_s,
+                stories=stories,
                 publisher=client,
             )
         except (broker.BrokerError, ValueError) as exc:

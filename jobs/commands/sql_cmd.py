@@ -43,14 +43,17 @@ def register(app: typer.Typer) -> None:
         """Query the lake through data/gluteflow.duckdb, read-only (see docs/queries.md for examples)."""
         import duckdb
 
-        from pipelines.catalog.builder import build_catalog
+        from pipelines.catalog.builder import build_catalog, connect_catalog
 
         paths = paths_from(ctx)
         if rebuild or not paths.catalog.exists():
             build_catalog(paths)
         if command is None and shutil.which("duckdb") and os.isatty(0):
-            raise typer.Exit(subprocess.call(["duckdb", "-readonly", str(paths.catalog)]))
-        con = duckdb.connect(str(paths.catalog), read_only=True)
+            search = (
+                f"SET file_search_path = '{paths.catalog.resolve().parent}'"  # the views' paths are relative
+            )
+            raise typer.Exit(subprocess.call(["duckdb", "-readonly", "-cmd", search, str(paths.catalog)]))
+        con = connect_catalog(paths.catalog)
         try:
             if command is not None:
                 try:

@@ -41,6 +41,7 @@ from jobs.simulate.signals import (
     session_gait,
     watch_series,
 )
+from jobs.simulate.stories import apply_story, story_for, traits_on
 from jobs.simulate.traits import RunnerTraits, draw_traits
 from jobs.simulate.truth import TruthWriter
 from schemas.events import (
@@ -542,6 +543,7 @@ def simulate_fleet(
     realities: DeviceRealities = DEFAULT_REALITIES,
     publisher_stage: str = "simulate",
     block_s: int = 1,
+    stories: bool = False,
     publisher: Publisher | None = None,
 ) -> SimulationSummary:
     """Simulate ``runners`` runners over ``days`` local dates and produce every event through
@@ -561,6 +563,8 @@ def simulate_fleet(
     duration_scale : multiplies planned session durations (1.0 = 25-95 min sessions).
     realities : device fault probabilities.
     block_s : seconds of samples per SensorBlock (integer 1-10).
+    stories : give the first runners the storylines of :mod:`jobs.simulate.stories` (a distance spike,
+        rising calf dominance, pelvic drop, asymmetry, chronic glute under-activation).
     publisher : what to publish through instead of a Publisher on ``bootstrap`` (e.g. a
         :class:`gateway.client.GatewayClient`: the fleet through the HTTP gateway).
     """
@@ -577,8 +581,18 @@ def simulate_fleet(
             "events more than 24 h ahead are rejected at the door; choose an earlier --start"
         )
     t_wall = time.perf_counter()
-    fleet = [draw_traits(seed, i) for i in range(runners)]
-    plans = {tr.runner_id: plan_runner(tr, start, days, seed, duration_scale) for tr in fleet}
+    story = {i: story_for(i, stories) for i in range(runners)}
+    fleet = [apply_story(draw_traits(seed, i), story[i]) for i in range(runners)]
+    last_day = start + dt.timedelta(days=days - 1)
+    plans = {}
+    for tr in fleet:
+        st = story[tr.runner_index]
+        spike = (
+            (st.spike_days_before_end, st.spike_factor)
+            if st and st.spike_days_before_end is not None
+            else None
+        )
+        plans[tr.runner_id] = plan_runner(tr, start, days, seed, duration_scale, spike)
     by_day: dict[dt.date, list[tuple[PlannedSession, RunnerTraits]]] = {}
     for tr in fleet:
         for s in plans[tr.runner_id]:
@@ -628,8 +642,9 @@ def simulate_fleet(
                         info=f"{c.received:,} msgs  {c.bytes_sent / 1e6:,.0f} MB",
                     )
 
+                today = traits_on(tr, story[tr.runner_index], session.local_date, last_day)
                 for ev in iter_session_events(
-                    tr, session, seq_state, realities, truth, stats, advance, block_s
+                    today, session, seq_state, realities, truth, stats, advance, block_s
                 ):
                     pub.publish(ev)
                 simulated += session.duration_s

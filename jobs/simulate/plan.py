@@ -136,13 +136,14 @@ def _offset_us(rng: np.random.Generator, sensor: str) -> int:
 
 
 def plan_day(
-    traits: RunnerTraits, day: dt.date, seed: int, duration_scale: float = 1.0
+    traits: RunnerTraits, day: dt.date, seed: int, duration_scale: float = 1.0, force_kind: str | None = None
 ) -> list[PlannedSession]:
     """Sessions of one runner on one local date (0 or 1), independent of any other day.
 
     ``spike`` / ``longest_prev_30d_m`` are filled in by :func:`plan_runner`, which sees the history.
     A planned spike is a long run 25-40 % longer than the longest regular long run (95 min), so it is a
-    spike against any 30-day history without an earlier spike.
+    spike against any 30-day history without an earlier spike. ``force_kind``: run this kind of session
+    on this day whatever the weekly template says (a storyline's spike).
     """
     tz = ZoneInfo(traits.time_zone)
     week = _weekly_template(traits, seed)
@@ -153,6 +154,7 @@ def plan_day(
         kind = "easy"  # an unplanned extra run
     elif kind is not None and rng.random() < 0.07:
         kind = None  # skipped (tired, weather)
+    kind = force_kind or kind
     if kind is None:
         return []
     lo, hi = DURATION_MIN[kind]
@@ -191,7 +193,12 @@ def plan_day(
 
 
 def plan_runner(
-    traits: RunnerTraits, start: dt.date, days: int, seed: int, duration_scale: float = 1.0
+    traits: RunnerTraits,
+    start: dt.date,
+    days: int,
+    seed: int,
+    duration_scale: float = 1.0,
+    spike: tuple[int, float] | None = None,
 ) -> list[PlannedSession]:
     """All sessions of one runner on local dates ``start .. start + days - 1``, in time order, with
     ``spike`` flagged against the simulated history (distance > 1.1 x longest of the previous 30 days).
@@ -202,12 +209,20 @@ def plan_runner(
     start, days : simulated local-date range.
     seed : fleet seed.
     duration_scale : multiplies every planned duration (tests use ~0.05-0.2 for short sessions).
+    spike : ``(days before the last day, factor)``: that day holds a long run ``factor`` x the longest run
+        of the previous 30 days (a storyline, see :mod:`jobs.simulate.stories`).
     """
     out: list[PlannedSession] = []
+    spike_day = start + dt.timedelta(days=days - 1 - spike[0]) if spike else None
     for i in range(days):
         day = start + dt.timedelta(days=i)
-        for session in plan_day(traits, day, seed, duration_scale):
+        force = "long" if day == spike_day else None
+        for session in plan_day(traits, day, seed, duration_scale, force_kind=force):
             recent = [p.distance_m for p in out if 0 < (day - p.local_date).days <= 30]
+            if force and recent:
+                session.duration_s = int(round(spike[1] * max(recent) / session.mean_speed_m_s)) + 8
+                session.distance_m = float(session.mean_speed_m_s * (session.duration_s - 7))
+                session.battery = session.battery_device = session.battery_at_s = None
             if recent:
                 session.longest_prev_30d_m = max(recent)
                 session.spike = session.distance_m > SPIKE_FACTOR * session.longest_prev_30d_m

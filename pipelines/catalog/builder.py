@@ -1,8 +1,11 @@
 """Build ``<data>/gluteflow.duckdb``: views over the Parquet lake, layered staging -> marts (dbt style).
 
-* ``src_<table>``: the raw relation: ``read_parquet('<abs lake>/<table>/*/*.parquet', hive_partitioning``,
+* ``src_<table>``: the raw relation: ``read_parquet('lake/<table>/*/*.parquet', hive_partitioning``,
   typed partition key) when the table has files, else a typed empty ``SELECT ... WHERE false`` built from the
-  table's Arrow contract, so every view binds on a fresh lake.
+  table's Arrow contract, so every view binds on a fresh lake. Paths are **relative to the catalog file's
+  folder** (the data dir), never absolute: the data dir can be moved or mounted elsewhere. DuckDB resolves
+  relative paths against ``file_search_path`` (else the working directory): :func:`connect_catalog` sets it
+  to the catalog's folder; plain DuckDB users ``SET file_search_path = '<data dir>'`` or start in the data dir.
 * ``stg_<table>`` (``sql/staging/*.sql``): rename and cast.
 * marts (``sql/marts/*.sql``): ``strides``, ``daily``, ``injury_risk``, ``runners``, ``cohorts``, ``dead_letters``.
 
@@ -29,7 +32,7 @@ from pipelines.lake import partition_key
 from schemas.risk_table import INJURY_RISK
 from schemas.tables import DEAD_LETTERS, RUNNERS, SESSIONS, STRIDES, WATCH_RECORDS
 
-__all__ = ["MARTS", "STAGING", "build_catalog", "source_sql", "sql_text"]
+__all__ = ["MARTS", "STAGING", "build_catalog", "connect_catalog", "source_sql", "sql_text"]
 
 #: staging views in build order
 STAGING = (
@@ -42,7 +45,7 @@ STAGING = (
     "stg_watch_records",
 )
 #: marts in build order (runners first: the others join it)
-MARTS = ("runners", "strides", "daily", "injury_risk", "dead_letters", "cohorts")
+MARTS = ("runners", "strides", "daily", "injury_risk", "dead_letters", "cohorts", "watch_developer_fields")
 
 
 def _daily_schema() -> pa.Schema:
@@ -106,19 +109,23 @@ def _empty_select(con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> str:
     return f"(SELECT {cols} WHERE false)"
 
 
-def source_sql(con: duckdb.DuckDBPyConnection, lake: Path, table: str, schema: pa.Schema) -> tuple[str, str]:
-    """(relation SQL, partition key) for one lake table; see the module docstring."""
+def source_sql(
+    con: duckdb.DuckDBPyConnection, lake: Path, table: str, schema: pa.Schema, base: Path | None = None
+) -> tuple[str, str]:
+    """(relation SQL, partition key) for one lake table; see the module docstring. File globs are written
+    relative to ``base`` (the catalog's folder; absolute when ``base`` is None)."""
     tdir = lake / table
     key = partition_key(tdir)
+    where = Path(os.path.relpath(tdir.resolve(), base.resolve())) if base is not None else tdir.resolve()
     if key is not None and any(tdir.glob("*/*.parquet")):
-        glob = str(tdir.resolve() / "*" / "*.parquet")
+        glob = where.as_posix() + "/*/*.parquet"
         return (
             f"read_parquet({_quote(glob)}, hive_partitioning = true, union_by_name = true, "
             f"hive_types = {{'{key}': DATE}})",
             key,
         )
     if key is None and tdir.exists() and any(tdir.glob("*.parquet")):
-        glob = str(tdir.resolve() / "*.parquet")
+        glob = where.as_posix() + "/*.parquet"
         return f"read_parquet({_quote(glob)}, union_by_name = true)", "date"
     date_key = "local_date" if "local_date" in schema.names else "date"
     return _empty_select(con, schema), date_key
@@ -136,11 +143,12 @@ def build_catalog(paths: Paths, target: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     con = duckdb.connect(str(tmp))
+    con.execute(f"SET file_search_path = {_quote(str(target.parent.resolve()))}")  # views bind relative paths
     try:
         schemas = contracts()
         keys: dict[str, str] = {}
         for table, schema in schemas.items():
-            rel, key = source_sql(con, paths.lake, table, schema)
+            rel, key = source_sql(con, paths.lake, table, schema, base=target.parent)
             keys[table] = key
             con.execute(f"CREATE OR REPLACE VIEW src_{table} AS SELECT * FROM {rel}")
         for name in STAGING:
@@ -166,9 +174,17 @@ def build_catalog(paths: Paths, target: Path | None = None) -> Path:
     return target
 
 
+def connect_catalog(catalog: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the catalog with its folder as ``file_search_path``, so its relative lake paths resolve
+    wherever the data dir lives and whatever the working directory is."""
+    con = duckdb.connect(str(catalog), read_only=read_only)
+    con.execute(f"SET file_search_path = {_quote(str(Path(catalog).resolve().parent))}")
+    return con
+
+
 def describe_catalog(catalog: Path) -> list[tuple[str, str]]:
     """(view name, comment) for every view in a built catalog."""
-    con = duckdb.connect(str(catalog), read_only=True)
+    con = connect_catalog(catalog)
     try:
         return con.execute(
             "SELECT view_name, coalesce(comment, '') FROM duckdb_views() WHERE NOT internal ORDER BY view_name"

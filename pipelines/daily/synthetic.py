@@ -244,8 +244,9 @@ def tables_for_fleet(
 
 def _to_table(cols: dict, schema: pa.Schema) -> pa.Table:
     arrays = []
+    n = len(next(iter(cols.values())))
     for f in schema:
-        vals = cols[f.name]
+        vals = cols.get(f.name, [None] * n)  # a nullable column this generator does not fill
         if pa.types.is_timestamp(f.type):
             arrays.append(pa.array(np.asarray(vals, dtype=np.int64)).cast(f.type))
         elif isinstance(vals, list) and all(v is None for v in vals):

@@ -149,6 +149,7 @@ class ReadKafkaPartitionsFn(beam.DoFn):
         watermark=_WATERMARK_PARAM,
     ) -> Iterator:
         from kafka import TopicPartition
+        from kafka.errors import IllegalStateError
 
         rng: OffsetRange = tracker.current_restriction()
         if rng.start >= rng.stop:
@@ -160,7 +161,11 @@ class ReadKafkaPartitionsFn(beam.DoFn):
         bounded = element.stop is not None
         idle = 0
         while True:
-            batch = consumer.poll(timeout_ms=200 if bounded else int(self.poll_interval_s * 1000))
+            try:
+                batch = consumer.poll(timeout_ms=200 if bounded else int(self.poll_interval_s * 1000))
+            except IllegalStateError:  # teardown closed the consumer: the worker is shutting down
+                tracker.defer_remainder(Duration.of(self.poll_interval_s))
+                return
             records = batch.get(tp, [])
             if not records:
                 if not bounded:  # hand the rest back to the runner, to be resumed after the interval

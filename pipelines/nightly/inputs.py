@@ -22,7 +22,7 @@ from pipelines import lake
 from pipelines.lake import partition_key
 from schemas.daily_table import COMPONENT_NAMES
 
-__all__ = ["DAILY_CANDIDATES", "load_daily_window", "load_runners", "partition_key"]
+__all__ = ["DAILY_CANDIDATES", "load_daily_window", "load_runners", "load_sensors_worn", "partition_key"]
 
 #: the daily table's compensation components, plus lumbar (no sensor yet: always "not measured")
 COMPONENTS = (*COMPONENT_NAMES, "lumbar_compensation")
@@ -171,3 +171,20 @@ def load_runners(paths: Paths) -> pd.DataFrame:
         table = table.sort_by([("runner_id", "ascending"), ("profile_seq", "descending")])
     df = table.to_pandas().drop_duplicates("runner_id", keep="first")
     return df.reset_index(drop=True)
+
+
+def load_sensors_worn(paths: Paths, start: dt.date, end: dt.date) -> dict[str, set[str]]:
+    """Sensor kinds each runner's sessions declared (start markers' ``sensors``) in ``[start, end]``."""
+    tdir = paths.table("sessions")
+    if not _has_files(tdir):
+        return {}
+    key = partition_key(tdir) or "date"
+    dset = lake.dataset(tdir, None, (key,))
+    if "sensors" not in dset.schema.names:
+        return {}
+    flt = (ds.field(key) >= start.isoformat()) & (ds.field(key) <= end.isoformat())
+    table = dset.to_table(columns=["runner_id", "sensors"], filter=flt & ds.field("sensors").is_valid())
+    out: dict[str, set[str]] = {}
+    for rid, sensors in zip(table["runner_id"].to_pylist(), table["sensors"].to_pylist(), strict=True):
+        out.setdefault(rid, set()).update(x.strip() for x in sensors.split(",") if x.strip())
+    return out

@@ -22,10 +22,10 @@ import pyarrow.dataset as ds
 
 from infra.settings import Paths
 from pipelines import lake
-from pipelines.nightly.inputs import load_daily_window, load_runners
+from pipelines.nightly.inputs import load_daily_window, load_runners, load_sensors_worn
 from pipelines.quality import risk_suite, strides_suite
 from pipelines.quality.data_docs import Check, QualitySummary, run_checks
-from pipelines.science.risk import RiskParams, build_features, score_features
+from pipelines.science.risk import RiskParams, build_features, explain_not_computable, score_features
 from schemas.risk_table import INJURY_RISK, RISK_MODEL_VERSION
 
 __all__ = ["NightlyResult", "QualityGateFailed", "compute_risk", "risk_to_arrow", "run_nightly"]
@@ -56,13 +56,19 @@ class NightlyResult:
 
 
 def compute_risk(
-    history: pd.DataFrame, runners: pd.DataFrame, report_date: dt.date, params: RiskParams | None = None
+    history: pd.DataFrame,
+    runners: pd.DataFrame,
+    report_date: dt.date,
+    params: RiskParams | None = None,
+    worn: dict[str, set[str]] | None = None,
 ) -> pd.DataFrame:
-    """Score every runner with daily rows in the window; one row per runner, INJURY_RISK columns."""
+    """Score every runner with daily rows in the window; one row per runner, INJURY_RISK columns.
+    ``worn``: sensor kinds each runner's sessions declared (for the true reason of a missing driver)."""
     p = params or RiskParams()
     feats = build_features(history, report_date, p)
     # runners with no run in the spike window still get a row (they may have a recent spike-free history)
     scored = score_features(feats, p)
+    scored["not_computable_why"] = explain_not_computable(scored, worn, report_date, p)
     cohorts = runners.set_index("runner_id")["cohort"] if len(runners) else pd.Series(dtype=object)
     cohort = scored["runner_id"].map(cohorts)
     if "cohort" in history.columns and len(history):
@@ -130,11 +136,12 @@ def run_nightly(
     start = report_date - dt.timedelta(days=HISTORY_DAYS - 1)
     history = load_daily_window(paths, start, report_date)
     runners = load_runners(paths)
+    worn = load_sensors_worn(paths, start, report_date)
     timings["read"] = time.perf_counter() - t0
 
     t = time.perf_counter()
     say(f"scoring {history['runner_id'].nunique()} runners")
-    scored = compute_risk(history, runners, report_date, params)
+    scored = compute_risk(history, runners, report_date, params, worn)
     risk_table = risk_to_arrow(scored)
     timings["score"] = time.perf_counter() - t
 

@@ -19,7 +19,8 @@ SUITE_NAME = "injury_risk"
 
 def frame_for_validation(risk: pd.DataFrame, params: RiskParams | None = None) -> pd.DataFrame:
     """The flat columns of the risk table plus derived checks (list/struct columns dropped)."""
-    flat = risk[[c for c in risk.columns if c not in ("drivers", "likely_sites", "not_computable")]].copy()
+    nested = ("drivers", "likely_sites", "not_computable", "not_computable_why")
+    flat = risk[[c for c in risk.columns if c not in nested]].copy()
     flat["level_follows_score_without_acwr"] = (
         level_for(flat["score_without_acwr"].to_numpy(dtype=float), params) == flat["risk_level"].to_numpy()
         if len(flat)

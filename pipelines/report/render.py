@@ -8,6 +8,7 @@ same rows next to it as ``<cohort>.parquet`` (the injury_risk rows, nested drive
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import uuid
@@ -23,31 +24,15 @@ import pyarrow.parquet as pq
 from infra.settings import Paths
 from pipelines.quality.data_docs import QualitySummary
 from pipelines.report.plots import RunnerTrendPlotter, driver_prevalence_png, score_histogram_png
+from pipelines.report.profiles import compensation_profiles
 from pipelines.science.risk import DRIVERS, RiskParams
 from schemas.risk_table import DRIVER_KEYS, RISK_MODEL_VERSION
 
-__all__ = ["cohort_slug", "flat_frame", "render_cohort", "render_reports"]
+__all__ = ["cohort_slug", "csv_safe", "flat_frame", "render_cohort", "render_reports"]
 
 #: per-runner trend plots per report (the rest of the flagged runners are listed without a plot)
 MAX_PLOTS = 12
 TREND_DAYS = 56
-#: sensor that each driver needs (for "what could not be computed")
-NEEDS = {
-    "glute_deficit": "EMG shorts",
-    "calf_dominance": "EMG shorts",
-    "hamstring_dominance": "EMG shorts",
-    "recruitment_inversion": "EMG shorts",
-    "pelvic_drop": "pelvis IMU",
-    "overstride": "foot pod / foot IMU",
-    "impact_loading": "foot pod / foot IMU",
-    "low_step_rate": "cadence",
-    "asymmetry": "two-sided sensors",
-    "fatigue_drift": "long runs with EMG/IMU",
-    "lumbar_compensation": "a lumbar sensor (not measured yet)",
-    "distance_spike": "a run in the last 7 days and 30 days of history",
-    "compensation_score": "any compensation sensor",
-    "acwr": "heart-rate load history",
-}
 GRADE_NOTE = {
     "strong": "strong evidence (prospective cohort)",
     "moderate": "moderate evidence",
@@ -63,8 +48,38 @@ _env = jinja2.Environment(
 )
 
 
+#: a cohort name used as its own file name: letters, digits, "_" and "-", starting with a letter or digit
+_CLEAN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+_HASHED = re.compile(r".*-[0-9a-f]{12}")
+
+
 def cohort_slug(cohort: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", cohort).strip("-") or "cohort"
+    """A file name for ``cohort`` that no other cohort name maps to.
+
+    A clean name (see ``_CLEAN``) is its own slug. Any other name becomes a readable part plus the first
+    12 hex digits of the SHA-1 of the exact name (``"club/x"`` -> ``club-x-<hash>``, ``"club x"`` ->
+    ``club-x-<other hash>``), so names differing only in punctuation never share files. A clean name that
+    itself ends like a hashed slug is hashed too, which keeps the mapping one-to-one.
+    """
+    if _CLEAN.fullmatch(cohort) and not _HASHED.fullmatch(cohort):
+        return cohort
+    readable = re.sub(r"[^A-Za-z0-9_-]+", "-", cohort).strip("-_")[:60] or "cohort"
+    return f"{readable}-{hashlib.sha1(cohort.encode('utf-8')).hexdigest()[:12]}"
+
+
+#: a spreadsheet reads a cell starting with one of these as a formula (OWASP: CSV injection)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (shown as text)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            )
+    return out
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -98,6 +113,14 @@ def flat_frame(scored: pd.DataFrame) -> pd.DataFrame:
         *[f"points_{k}" for k in DRIVER_KEYS],
     ]
     out = scored[[c for c in cols if c in scored.columns]].copy()
+    if "not_computable_why" in scored.columns:
+        out.insert(
+            out.columns.get_loc("not_computable") + 1,
+            "not_computable_reasons",
+            scored["not_computable_why"].map(
+                lambda ws: "; ".join(f"{w['driver']}: {why_text(w)}" for w in ws) if ws is not None else ""
+            ),
+        )
     for c in ("likely_sites", "not_computable"):
         out[c] = out[c].map(lambda v: "; ".join(v) if isinstance(v, list | tuple | np.ndarray) else "")
     return out.sort_values(["risk_score", "runner_id"], ascending=[False, True])
@@ -111,28 +134,49 @@ def _fmt_value(v: float | None, unit: str) -> str:
     return f"{v:.3g}{(' ' + unit) if unit else ''}"
 
 
+def why_text(why: dict) -> str:
+    """One not-computable entry as a sentence: ``reason`` plus its ready date when known."""
+    text = why["reason"]
+    if why.get("ready_on") is not None:
+        text += f"; ready on {why['ready_on']:%a %d %b}"
+    elif why.get("kind") == "history":
+        text += "; more days with this sensor are needed first"
+    return text
+
+
+def _why_entries(group: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(runner, driver label, reason sentence) for every not-computable driver of every runner."""
+    out = []
+    for rid, whys in zip(group["runner_id"], group["not_computable_why"], strict=True):
+        for w in whys if whys is not None else ():
+            out.append((rid, DRIVERS[w["driver"]].label, why_text(w)))
+    return out
+
+
 def _not_computable_groups(group: pd.DataFrame) -> tuple[list[str], list[dict]]:
-    """(drivers nobody in the cohort has, groups of runners sharing the same missing drivers)."""
+    """(entries every runner of the cohort shares, groups of runners sharing the same reason)."""
     n = len(group)
-    counts = Counter(k for lst in group["not_computable"] for k in lst)
-    everyone = [k for k, c in counts.items() if c == n]
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for rid, lst in zip(group["runner_id"], group["not_computable"], strict=True):
-        key = tuple(k for k in lst if k not in everyone)
-        if key:
-            groups.setdefault(key, []).append(rid)
+    entries = _why_entries(group)
+    by_pair = Counter((label, why) for _, label, why in entries)
+    everyone = {pair for pair, c in by_pair.items() if c == n}
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    per_runner: dict[tuple[str, str], list[str]] = {}
+    for rid, label, why in entries:
+        if (label, why) not in everyone:
+            per_runner.setdefault((rid, why), []).append(label)
+    for (rid, why), labels in per_runner.items():
+        groups.setdefault((why, tuple(sorted(labels))), []).append(rid)
     rows = []
-    for key, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        needs = sorted({NEEDS.get(k, "data") for k in key})
+    for (why, labels), ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         rows.append(
             {
-                "drivers": ", ".join(DRIVERS[k].label for k in key),
-                "needs": ", ".join(needs),
+                "drivers": ", ".join(labels),
+                "why": why,
                 "count": len(ids),
                 "ids": ", ".join(sorted(ids)[:15]) + (f" … (+{len(ids) - 15})" if len(ids) > 15 else ""),
             }
         )
-    nobody = [f"{DRIVERS[k].label} (needs {NEEDS.get(k, 'data')})" for k in DRIVER_KEYS if k in everyone]
+    nobody = [f"{label} ({why})" for label, why in sorted(everyone)]
     return nobody, rows
 
 
@@ -162,7 +206,7 @@ def render_cohort(
     if len(flagged):
         sub = history[history["runner_id"].isin(set(flagged["runner_id"].head(MAX_PLOTS)))]
         hist_by_runner = {rid: g for rid, g in sub.groupby("runner_id")}
-    everyone = set.intersection(*(set(x) for x in group["not_computable"])) if n else set()
+    shared = Counter((label, why) for _, label, why in _why_entries(group))
     cards = []
     for row in flagged.head(MAX_PLOTS).itertuples(index=False):
         drivers = [
@@ -186,7 +230,11 @@ def render_cohort(
                 "sites": list(row.likely_sites),
                 "plot": plot,
                 "acwr": row.acwr if row.acwr is not None and np.isfinite(row.acwr) else None,
-                "not_computable": [DRIVERS[k].label for k in row.not_computable if k not in everyone],
+                "not_computable": [
+                    f"{DRIVERS[w['driver']].label}: {why_text(w)}"
+                    for w in row.not_computable_why
+                    if shared[DRIVERS[w["driver"]].label, why_text(w)] < n
+                ],
             }
         )
     if own_plotter:
@@ -194,6 +242,7 @@ def render_cohort(
     driver_counts = {DRIVERS[k].label: int((group[f"points_{k}"] > 0).sum()) for k in DRIVER_KEYS}
     site_counts = Counter(s for lst in flagged["likely_sites"] for s in lst)
     nobody, missing_groups = _not_computable_groups(group)
+    profiles, cohort_profile = compensation_profiles(group, history, report_date, TREND_DAYS)
     top_reasons = Counter(d["label"] for lst in flagged["drivers"] for d in lst[:1])
     html = _env.get_template("report.html.j2").render(
         cohort=cohort,
@@ -222,6 +271,8 @@ def render_cohort(
         drivers_png=driver_prevalence_png(driver_counts, n),
         nobody=nobody,
         missing_groups=missing_groups,
+        profiles=profiles,
+        cohort_profile=cohort_profile,
         quality=quality,
         docs_href=docs_href,
         model_version=RISK_MODEL_VERSION,
@@ -233,7 +284,7 @@ def render_cohort(
     )
     html_path = out_dir / f"{slug}.html"
     _atomic_write(html_path, html.encode("utf-8"))
-    _atomic_write(out_dir / f"{slug}.csv", flat_frame(group).to_csv(index=False).encode("utf-8"))
+    _atomic_write(out_dir / f"{slug}.csv", csv_safe(flat_frame(group)).to_csv(index=False).encode("utf-8"))
     if risk_table is not None:
         buf = pa.BufferOutputStream()
         pq.write_table(risk_table, buf, compression="zstd")

@@ -253,3 +253,58 @@ class EmgReference:
             rest = finite[k:]
             out[rest] = v[rest] / ref if ref > 0 else np.nan
         return out
+
+
+#: the strides table columns :func:`stride_columns` fills
+STRIDE_COLUMNS: tuple[str, ...] = (
+    *(f"{col}_act_norm" for col in MUSCLE_COLUMNS.values()),
+    "glute_share",
+    "hamstring_share",
+    "calf_share",
+    "glute_onset_ms",
+    "hamstring_onset_ms",
+    "recruitment_inverted",
+)
+
+
+def stride_columns(
+    t_s: np.ndarray,
+    data: np.ndarray,
+    ic_s: np.ndarray,
+    tc_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    foot: str,
+    max_gap_s: float,
+    reference: dict,
+) -> dict[str, np.ndarray]:
+    """The EMG shorts' stride columns for strides of ``foot`` (its side's muscles): ``data`` holds the
+    envelopes (uV) in ``channels`` order (``<muscle>_<side>``, :data:`schemas.events.EMG_CHANNELS`),
+    ``t_s`` the sample times on the strides' clock. ``reference`` is the session's per-muscle
+    :class:`EmgReference` values (``"<muscle>_<side>" -> floats``), updated in place: strides must come
+    in time order per side. ``recruitment_inverted`` is an object array of ``True``/``False``/``None``.
+    """
+    from schemas.events import EMG_CHANNELS
+
+    order = tuple(EMG_CHANNELS)
+    out: dict[str, np.ndarray] = {}
+    means: dict[str, np.ndarray] = {}
+    onset: dict[str, np.ndarray] = {}
+    for muscle, col in MUSCLE_COLUMNS.items():
+        env = data[:, order.index(f"{muscle}_{foot}")].astype(float)
+        means[muscle] = stride_emg_means(t_s, env, ic_s, ic_next_s, max_gap_s)
+        out[f"{col}_act_norm"] = EmgReference(values=reference.setdefault(f"{muscle}_{foot}", [])).normalise(
+            means[muscle]
+        )
+        if muscle in ("gluteus_maximus", "hamstrings"):
+            onset[muscle] = np.where(
+                np.isfinite(means[muscle]), activation_onset_ms(t_s, env, ic_s, ic_next_s), np.nan
+            )
+    shares = posterior_chain_shares(means["gluteus_maximus"], means["hamstrings"], means["gastrocnemius"])
+    out.update(zip(("glute_share", "hamstring_share", "calf_share"), shares, strict=True))
+    g, h = onset["gluteus_maximus"], onset["hamstrings"]
+    out["glute_onset_ms"], out["hamstring_onset_ms"] = g, h
+    inverted = np.full(len(ic_s), None, dtype=object)
+    known = np.isfinite(g) & np.isfinite(h)
+    inverted[known] = (h < g)[known]
+    out["recruitment_inverted"] = inverted
+    return out

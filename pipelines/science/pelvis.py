@@ -203,3 +203,24 @@ def stride_pelvis_features(
         val = -np.where(stance, phi, np.inf).min(axis=1)
     drop[sel[has]] = val[has]
     return vo, drop
+
+
+#: the strides table columns :func:`stride_columns` fills
+STRIDE_COLUMNS: tuple[str, ...] = ("vertical_oscillation_mm", "pelvic_drop_deg")
+
+
+def stride_columns(
+    t_s: np.ndarray,
+    data: np.ndarray,
+    ic_s: np.ndarray,
+    tc_s: np.ndarray,
+    ic_next_s: np.ndarray,
+    foot: str,
+    max_gap_s: float,
+    reference: dict,
+) -> dict[str, np.ndarray]:
+    """The pelvis IMU's stride columns (see :func:`stride_pelvis_features`): ``data`` holds the
+    channels ``acc_x, acc_y, acc_z`` (m/s^2) and ``gyr_x, gyr_y, gyr_z`` (deg/s) in that order, ``t_s``
+    the sample times on the strides' clock. ``reference`` (per-session state) is not used."""
+    vo, drop = stride_pelvis_features(t_s, data[:, 0:3], data[:, 3:6], ic_s, tc_s, ic_next_s, foot, max_gap_s)
+    return {"vertical_oscillation_mm": vo, "pelvic_drop_deg": drop}

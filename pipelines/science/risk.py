@@ -43,14 +43,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipelines.science.compensation import CALF_SHARE_REF, GLUTE_SHARE_REF, HAMSTRING_SHARE_REF
+from pipelines.science.compensation import (
+    CALF_SHARE_REF,
+    COMPONENTS,
+    GLUTE_SHARE_REF,
+    HAMSTRING_SHARE_REF,
+    LONG_RUN_MIN_S,
+)
 
 __all__ = [
     "DRIVERS",
     "TREND_METRICS",
     "DriverSpec",
     "RiskParams",
+    "SENSOR_LABELS",
     "build_features",
+    "explain_not_computable",
     "level_for",
     "score_features",
 ]
@@ -235,6 +243,10 @@ SHARE_TRENDS: dict[str, tuple[float, float]] = {
     "hamstring_dominance": (HAMSTRING_SHARE_REF, 1.0),
 }
 
+#: metrics that are a fraction of strides (0..1): a ratio against a baseline of 0 (no inversion at all) is
+#: undefined, so their change is the difference in fraction points: 0.15 = 15 percentage points
+FRACTION_TRENDS: frozenset[str] = frozenset({"recruitment_inversion"})
+
 LEVELS = ("low", "elevated", "high")
 
 
@@ -375,7 +387,33 @@ def build_features(
             feats[f"{metric}_baseline"] = np.nanmedian(base, axis=1)
         feats[f"{metric}_baseline_days"] = np.isfinite(base).sum(axis=1).astype(int)
         feats[f"{metric}_available"] = np.isfinite(recent).any(axis=1)
+        feats[f"{metric}_ever"] = np.isfinite(m).any(axis=1)
+        feats[f"{metric}_ready_in_days"] = _baseline_ready_in_days(np.isfinite(m), p)
+    rows = np.isfinite(longest)
+    # days from the runner's first daily row in the window to the report date, both included
+    feats["history_days"] = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1), 0)
+    recent_strides = _matrix(hist, "strides", runners, p.recent_days)
+    feats["recent_strides"] = np.nansum(np.nan_to_num(recent_strides, nan=0.0), axis=1)
+    recent_dur = np.nan_to_num(_matrix(hist, "duration_s", runners, p.recent_days), nan=0.0)
+    feats["recent_max_duration_s"] = recent_dur.max(axis=1) if recent_dur.shape[1] else 0.0
     return feats.reset_index()
+
+
+def _baseline_ready_in_days(ok: np.ndarray, p: RiskParams) -> np.ndarray:
+    """Days after the report date until the 4-week baseline window ``[X-34, X-7]`` of a future report
+    date ``X`` holds ``min_baseline_days`` days with a value, counting only the values already measured
+    (``ok``: runners x day offset, 0 = report date). 0 = ready now; NaN = not reachable with the values
+    measured so far (more measured days are needed)."""
+    n, width = ok.shape
+    out = np.full(n, np.nan)
+    lo, hi = p.recent_days, p.recent_days + p.baseline_days  # baseline offsets relative to X
+    for ahead in range(0, hi + 1):
+        # offsets relative to D of X's baseline: [lo - ahead, hi - ahead)
+        a, b = max(0, lo - ahead), max(0, min(width, hi - ahead))
+        count = ok[:, a:b].sum(axis=1) if b > a else np.zeros(n)
+        newly = np.isnan(out) & (count >= p.min_baseline_days)
+        out[newly] = ahead
+    return out
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -401,7 +439,15 @@ def _reason(key: str, spec: DriverSpec, value: float, baseline: float, change: f
             return f"step rate {value:.0f} spm, {change:.0f} % below your 4-week baseline of {baseline:.0f}"
         return f"low step rate {value:.0f} spm"
     trend = "up" if change >= 0 else "down"
-    return f"{spec.label} {trend} {abs(change):.0f} % on your 4-week baseline"
+    if key in FRACTION_TRENDS:
+        return f"{spec.label} in {value:.0%} of strides, {baseline:.0%} on your 4-week baseline"
+    text = f"{spec.label} {trend} {abs(change):.0f} % on your 4-week baseline"
+    if key not in (*SHARE_TRENDS, "impact_loading") and np.isfinite(value) and np.isfinite(baseline):
+        # the values themselves: a large % on a near-zero baseline means little on its own (impact:
+        # its daily value is g or m/s² depending on the source, see pipelines/nightly/inputs.py)
+        unit = f" {spec.unit}" if spec.unit else ""
+        text += f" ({value:.3g}{unit} vs {baseline:.3g}{unit})"
+    return text
 
 
 def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> pd.DataFrame:
@@ -453,6 +499,8 @@ def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> 
                 ref, sign = SHARE_TRENDS[metric]
                 share_base = ref + sign * base
                 rel = np.where(share_base > 1e-9, (rec - base) / share_base, np.nan)
+            elif metric in FRACTION_TRENDS:
+                rel = rec - base
             else:
                 rel = np.where(np.abs(base) > 1e-9, rec / base - 1.0, np.nan)
         worse = -rel if spec.lower_is_worse else rel
@@ -549,3 +597,113 @@ def score_features(features: pd.DataFrame, params: RiskParams | None = None) -> 
     out["reasons"] = reasons_col
     out["not_computable"] = missing_col
     return out
+
+
+# ------------------------------------------------------------------------- why not computable
+
+#: readable names of the sensor kinds (session markers' ``sensors``)
+SENSOR_LABELS: dict[str, str] = {
+    "foot_imu": "foot IMUs",
+    "pelvis_imu": "a pelvis IMU",
+    "emg": "EMG shorts",
+    "watch": "a watch with running dynamics",
+    "lumbar": "a lumbar sensor",
+}
+#: sensor kinds a driver can be computed from (any one of them); components from their own registry
+DRIVER_SENSORS: dict[str, tuple[str, ...]] = {
+    **{c.name: tuple(c.sensors.split("|")) for c in COMPONENTS},
+    "impact_loading": ("foot_imu",),
+    "low_step_rate": ("foot_imu", "watch"),
+    "lumbar_compensation": ("lumbar",),  # no kit carries one yet
+    "compensation_score": ("emg", "pelvis_imu", "foot_imu", "watch"),
+}
+#: fewer quality-checked strides than this in the recent days reads as "too few good strides"
+MIN_RECENT_STRIDES = 200
+
+
+def _why_load(key: str, f: dict, ran_recently: bool, p: RiskParams, out) -> dict:  # noqa: ANN001
+    """The reason for the load drivers (spike, ACWR): no recent run, short history, or missing data."""
+    if not ran_recently:
+        return out("no_recent_run", f"no run in the last {p.recent_days} days")
+    have = int(min(f.get("history_days", 0) - 1, p.spike_lookback_days))
+    if key == "distance_spike" and have < p.spike_min_history_days:
+        return out(
+            "history",
+            f"not enough history: {max(have, 0)} of the {p.spike_min_history_days} days of the previous "
+            f"{p.spike_lookback_days} needed",
+            p.spike_min_history_days - have,
+        )
+    what = "heart-rate load" if key == "acwr" else "run distance"
+    return out("data_quality", f"no {what} recorded in the last {p.recent_days} days")
+
+
+def _why_one(key: str, f: dict, worn: set[str], report_date: dt.date, p: RiskParams) -> dict:
+    """The true reason why driver ``key`` has no value for one runner (``f``: its feature row)."""
+
+    def out(kind: str, reason: str, ready_in: float | None = None) -> dict:
+        ready = (
+            None
+            if ready_in is None or not np.isfinite(ready_in)
+            else report_date + dt.timedelta(int(ready_in))
+        )
+        return {"driver": key, "kind": kind, "reason": reason, "ready_on": ready}
+
+    ran_recently = (
+        f.get("last_run_offset", -1) is not None and 0 <= f.get("last_run_offset", -1) < p.recent_days
+    )
+    if key in ("distance_spike", "acwr"):
+        return _why_load(key, f, ran_recently, p, out)
+    needs = DRIVER_SENSORS.get(key, ())
+    metric = next((m for m, k in TREND_METRICS.items() if k == key), key)
+    has_sensor = bool(worn & set(needs)) or bool(f.get(f"{metric}_ever", False))
+    if needs and not has_sensor:
+        return out("no_sensor", "needs " + " or ".join(SENSOR_LABELS.get(s, s) for s in needs))
+    if not ran_recently:
+        return out("no_recent_run", f"no run in the last {p.recent_days} days")
+    if key in TREND_METRICS.values() and f.get(f"{metric}_available", False):
+        have = int(f.get(f"{metric}_baseline_days", 0))
+        if have >= p.min_baseline_days:
+            return out("baseline_zero", "the 4-week baseline is 0, so a change against it is not defined")
+        return out(
+            "history",
+            f"not enough history: {have} of the {p.min_baseline_days} days needed in the 4-week baseline "
+            f"({report_date - dt.timedelta(p.recent_days + p.baseline_days - 1)} .. "
+            f"{report_date - dt.timedelta(p.recent_days)})",
+            f.get(f"{metric}_ready_in_days"),
+        )
+    if key == "fatigue_drift" and f.get("recent_max_duration_s", 0.0) < LONG_RUN_MIN_S:
+        return out(
+            "no_long_run", f"no run of {LONG_RUN_MIN_S // 60} min or longer in the last {p.recent_days} days"
+        )
+    if "foot_imu" in needs and f.get("recent_strides", 0.0) < MIN_RECENT_STRIDES:
+        return out(
+            "too_few_strides",
+            f"too few good strides ({int(f.get('recent_strides', 0))} in the last {p.recent_days} days)",
+        )
+    labels = " or ".join(SENSOR_LABELS.get(x, x) for x in needs) or "the daily data"
+    return out(
+        "data_quality", f"no usable value from {labels} in the last {p.recent_days} days (data quality)"
+    )
+
+
+def explain_not_computable(
+    scored: pd.DataFrame,
+    worn: dict[str, set[str]] | None,
+    report_date: dt.date,
+    params: RiskParams | None = None,
+) -> list[list[dict]]:
+    """Per runner, one entry per driver in ``not_computable``: ``driver``, ``kind`` (no_sensor |
+    no_recent_run | history | baseline_zero | no_long_run | too_few_strides | data_quality), a plain ``reason`` and, for
+    history, ``ready_on`` (the first report date whose baseline holds enough days, counting only values
+    already measured; None when more measured days are needed).
+
+    ``worn``: sensor kinds declared by each runner's sessions (session markers); a driver whose metric had
+    a value at any day of the window counts as having its sensor too.
+    """
+    p = params or RiskParams()
+    worn = worn or {}
+    rows = scored.to_dict("records")
+    return [
+        [_why_one(k, f, set(worn.get(f["runner_id"], ())), report_date, p) for k in f["not_computable"]]
+        for f in rows
+    ]

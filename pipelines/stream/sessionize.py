@@ -50,30 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.science.emg import (
-    MUSCLE_COLUMNS,
-    EmgReference,
-    activation_onset_ms,
-    posterior_chain_shares,
-    stride_emg_means,
-)
 from pipelines.science.gait import detect_gait_events
-from pipelines.science.pelvis import stride_pelvis_features
 from pipelines.science.stride_features import FEATURE_COLUMNS, compute_stride_features, flight_time_ms
-from schemas.events import (
-    EMG_CHANNELS,
-    IMU_CHANNELS,
-    SensorBlock,
-    SessionMarker,
-    WatchRecord,
-    sample_offsets_us,
-)
+from pipelines.stream.sensors import FOOT_KIND, STRIDE_SENSORS
+from schemas.events import SENSOR_CHANNELS, SensorBlock, SessionMarker, WatchRecord, sample_offsets_us
 
 INF = np.iinfo(np.int64).max // 4
 AUX_MARGIN_US = 1_000_000
 RECENT_IC_KEEP_US = 5_000_000  # other-foot ICs kept before the earliest stride still buffered
-IMU_ORDER = tuple(IMU_CHANNELS)  # acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z
-EMG_ORDER = tuple(EMG_CHANNELS)
 
 
 @dataclass(frozen=True)
@@ -172,7 +156,7 @@ class Unit:
         return True
 
     def append(self, blocks: list[SensorBlock]) -> None:
-        order = EMG_ORDER if self.sensor == "emg" else IMU_ORDER
+        order = tuple(SENSOR_CHANNELS[self.sensor])
         # one concatenation per channel over all blocks (not a column_stack per block: ~17 us each)
         new_d = np.column_stack(
             [np.concatenate([np.asarray(b.channels[c], np.float32) for b in blocks]) for c in order]
@@ -224,7 +208,8 @@ class SessionState:
     expected_sensors: tuple[str, ...] | None = None
     absent_sensors: set[str] = field(default_factory=set)
     recent_ic_us: dict[str, list[int]] = field(default_factory=dict)  # foot -> its recent final ICs
-    emg_ref: dict[str, list[float]] = field(default_factory=dict)  # "<muscle>_<side>" -> first N means
+    #: per-session state of each registered sensor kind's science (e.g. the EMG reference)
+    references: dict[str, dict] = field(default_factory=dict)
     strides_emitted: int = 0
     closed: bool = False
     closed_at_us: int | None = None
@@ -314,6 +299,7 @@ def watch_row(r: WatchRecord) -> dict:
                 "altitude_m",
             )
         },
+        "developer_fields": r.developer_fields or None,
         "date": _date(r.timestamp_us),
     }
 
@@ -448,6 +434,38 @@ def _nz_list(x) -> list:
 
 
 # -------------------------------------------------------------------------------------------- assembly
+def _aux_columns(
+    state: SessionState, foot: str, aux: dict[str, Unit], ic_s, tc_s, nx_s, foot_offset_us: int
+) -> dict[str, np.ndarray]:
+    """Each registered sensor's stride columns (NaN where its unit is absent or does not cover)."""
+    n = len(ic_s)
+    cols: dict[str, np.ndarray] = {}
+    for sensor in STRIDE_SENSORS:
+        unit = aux.get(sensor.kind)
+        got = {}
+        if unit is not None and len(unit.times_us) >= 4:
+            t = (unit.times_us - unit.clock_offset_us + foot_offset_us) / 1e6
+            ref = state.references.setdefault(sensor.kind, {})
+            got = sensor.stride_columns(t, unit.data, ic_s, tc_s, nx_s, foot, 1.5 / unit.rate_hz, ref)
+        for c in sensor.columns:
+            cols[c] = got.get(c, np.full(n, np.nan))
+    return cols
+
+
+def _covered_by(aux_cols: dict[str, np.ndarray], n: int) -> list[str]:
+    """The ``sensors`` column: the foot IMU plus every registered kind that covered the stride."""
+    names = [np.full(n, FOOT_KIND, dtype=object)]
+    for sensor in STRIDE_SENSORS:
+        ok = np.isfinite(np.asarray(aux_cols[sensor.covered_by], float))
+        names.append(np.where(ok, "," + sensor.kind, ""))
+    return [str(x) for x in np.sum(names, axis=0)] if n else []
+
+
+def _row_values(col: np.ndarray) -> list:
+    """Column values for rows: floats with non-finite -> None; other dtypes as they are."""
+    return _nz_list(col) if col.dtype.kind == "f" else col.tolist()
+
+
 def assemble(
     state: SessionState,
     foot: str,
@@ -456,11 +474,12 @@ def assemble(
     next_us: np.ndarray,
     feats: dict[str, np.ndarray],
     other_ic_us: np.ndarray | None,
-    pelvis: Unit | None,
-    emg: Unit | None,
+    aux: dict[str, Unit],
     foot_offset_us: int = 0,
 ) -> list[dict]:
-    """Stride rows (schema STRIDES) for strides of one foot in time order; updates the EMG reference."""
+    """Stride rows (schema STRIDES) for strides of one foot in time order; ``aux``: the session's unit
+    of each registered sensor kind (:mod:`pipelines.stream.sensors`), whose per-session references
+    this updates."""
     n = len(ic_us)
     if n == 0:
         return []
@@ -472,59 +491,13 @@ def assemble(
         if other_ic_us is not None and len(other_ic_us)
         else np.full(n, np.nan)
     )
-    vo = drop = np.full(n, np.nan)
-    if pelvis is not None and len(pelvis.times_us) >= 4:
-        t = (pelvis.times_us - pelvis.clock_offset_us + foot_offset_us) / 1e6
-        vo, drop = stride_pelvis_features(
-            t, pelvis.data[:, 0:3], pelvis.data[:, 3:6], ic_s, tc_s, nx_s, foot, 1.5 / pelvis.rate_hz
-        )
-    emg_cols: dict[str, np.ndarray] = {}
-    g_on = h_on = np.full(n, np.nan)
-    raw: dict[str, np.ndarray] = {}
-    if emg is not None and len(emg.times_us) >= 4:
-        t = (emg.times_us - emg.clock_offset_us + foot_offset_us) / 1e6
-        for muscle, col in MUSCLE_COLUMNS.items():
-            ch = EMG_ORDER.index(f"{muscle}_{foot}")
-            env = emg.data[:, ch].astype(float)
-            means = stride_emg_means(t, env, ic_s, nx_s, 1.5 / emg.rate_hz)
-            raw[muscle] = means
-            ref = EmgReference(values=state.emg_ref.setdefault(f"{muscle}_{foot}", []))
-            emg_cols[f"{col}_act_norm"] = ref.normalise(means)
-            if muscle == "gluteus_maximus":
-                g_on = np.where(np.isfinite(means), activation_onset_ms(t, env, ic_s, nx_s), np.nan)
-            if muscle == "hamstrings":
-                h_on = np.where(np.isfinite(means), activation_onset_ms(t, env, ic_s, nx_s), np.nan)
-    share, ham_share, calf_share = (
-        posterior_chain_shares(raw["gluteus_maximus"], raw["hamstrings"], raw["gastrocnemius"])
-        if raw
-        else (np.full(n, np.nan),) * 3
-    )
+    aux_cols = _aux_columns(state, foot, aux, ic_s, tc_s, nx_s, foot_offset_us)
     start = state.session_start_us
     # column-wise: one float conversion per column instead of one ``nz`` call per value
     feat_cols = {c: _nz_list(feats[c]) for c in FEATURE_COLUMNS if c not in ("quality_ok", "quality_reason")}
     ic_l = [int(x) for x in ic_us.tolist()]
     tc_l = [int(x) if x >= 0 else None for x in tc_us.tolist()]
     nx_l = [int(x) for x in next_us.tolist()]
-    flight_l, vo_l, drop_l = _nz_list(flight), _nz_list(vo), _nz_list(drop)
-    emg_l = {
-        f"{col}_act_norm": _nz_list(emg_cols[f"{col}_act_norm"]) if emg_cols else [None] * n
-        for col in MUSCLE_COLUMNS.values()
-    }
-    share_l, g_l, h_l = _nz_list(share), _nz_list(g_on), _nz_list(h_on)
-    ham_share_l, calf_share_l = _nz_list(ham_share), _nz_list(calf_share)
-    vo_ok = np.isfinite(np.asarray(vo, float))
-    emg_ok = np.isfinite(raw["gluteus_maximus"]) if raw else np.zeros(n, bool)
-    sensors_l = [
-        "foot_imu,pelvis_imu,emg"
-        if p and e
-        else "foot_imu,pelvis_imu"
-        if p
-        else "foot_imu,emg"
-        if e
-        else "foot_imu"
-        for p, e in zip(vo_ok.tolist(), emg_ok.tolist(), strict=True)
-    ]
-    inv_l = [bool(h < g) if g is not None and h is not None else None for g, h in zip(g_l, h_l, strict=True)]
     days: dict[int, dt.date] = {}
     for ic in ic_l:
         day = ic // 86_400_000_000
@@ -542,18 +515,10 @@ def assemble(
         "next_ic_time": nx_l,
         "session_elapsed_s": [(ic - start) / 1e6 for ic in ic_l] if start is not None else [None] * n,
         **{c: v for c, v in feat_cols.items() if c in _FEAT_BEFORE_FLIGHT},
-        "flight_time_ms": flight_l,
+        "flight_time_ms": _nz_list(flight),
         **{c: v for c, v in feat_cols.items() if c not in _FEAT_BEFORE_FLIGHT},
-        "vertical_oscillation_mm": vo_l,
-        "pelvic_drop_deg": drop_l,
-        **emg_l,
-        "glute_share": share_l,
-        "hamstring_share": ham_share_l,
-        "calf_share": calf_share_l,
-        "glute_onset_ms": g_l,
-        "hamstring_onset_ms": h_l,
-        "recruitment_inverted": inv_l,
-        "sensors": sensors_l,
+        **{c: _row_values(v) for c, v in aux_cols.items()},
+        "sensors": _covered_by(aux_cols, n),
         "quality_ok": np.asarray(feats["quality_ok"], bool).tolist(),
         "quality_reason": [r or None for r in feats["quality_reason"]],
         "date": [days[ic // 86_400_000_000] for ic in ic_l],
@@ -760,13 +725,12 @@ def _remember_ics(state: SessionState, det: dict[str, FootDetection]) -> None:
 def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool) -> None:
     if state.start_us is None and not closing:
         return  # elapsed time and clock alignment need the fixed start
-    feet = {u.side: u for u in _units_by(state, "foot_imu") if u.side in ("left", "right")}
-    pelvis = next(iter(_units_by(state, "pelvis_imu")), None)
-    emg = next(iter(_units_by(state, "emg")), None)
+    feet = {u.side: u for u in _units_by(state, FOOT_KIND) if u.side in ("left", "right")}
+    aux = {s.kind: u[0] for s in STRIDE_SENSORS if (u := _units_by(state, s.kind))}
     det = {side: detect_foot(u, params, closing) for side, u in feet.items()}
     # session clock: device time minus the unit's clock offset; the stride's windows reach ~0.5 s
     # past its next IC (onset search, interpolation), hence the margin
-    aux_final = min(_aux_ready_us(state, s, params) for s in ("pelvis_imu", "emg")) - AUX_MARGIN_US
+    aux_final = min([_aux_ready_us(state, s.kind, params) for s in STRIDE_SENSORS] + [INF]) - AUX_MARGIN_US
     first_unemitted: list[int] = []  # session clock
     _remember_ics(state, det)
     for side in ("left", "right"):
@@ -798,8 +762,7 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
                 d.next_us[sel_a],
                 {c: col[sel_a] for c, col in d.features.items()},
                 other_ic,
-                pelvis,
-                emg,
+                aux,
                 unit.clock_offset_us,
             )
             out.strides.extend(rows)
@@ -828,10 +791,10 @@ def _emit(state: SessionState, params: StreamParams, out: Output, closing: bool)
         first = int(unit.times_us[0]) if len(unit.times_us) else unit.max_end_us
         first_unemitted.append(first - unit.clock_offset_us)
     # auxiliary units keep data from 1 s before the earliest pending stride (in their own clock)
-    for aux in (pelvis, emg):
-        if aux is None or not len(aux.times_us):
+    for unit in aux.values():
+        if not len(unit.times_us):
             continue
         if first_unemitted:
-            aux.trim(min(first_unemitted) + aux.clock_offset_us - 1_000_000)
+            unit.trim(min(first_unemitted) + unit.clock_offset_us - 1_000_000)
         else:
-            aux.trim(int(aux.times_us[-1]) - int(params.max_idle_buffer_s * 1e6))
+            unit.trim(int(unit.times_us[-1]) - int(params.max_idle_buffer_s * 1e6))

@@ -37,7 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from gateway.committer import GroupCommitter, PublishFailed, QueueFull
-from gateway.credentials import Credential, DeviceStore
+from gateway.credentials import Credential, DeviceStore, split_token
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import DeviceRateLimit
 from gateway.wire import FIT_MEDIA_TYPES, FRAMES_MEDIA_TYPE, FramingError, unframe
@@ -52,6 +52,7 @@ API_VERSION = "v1"
 STAGE = "gateway"
 HEALTH_PROBE_S = 2.0
 KDF_THREADS = 2
+KDF_CHECKS = "10/minute"  # uncached (KDF) checks per token id
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ class Gateway:
         # scrypt takes 4 MB and a core for ~10-30 ms: two at a time (anyio's default, 40 threads, held
         # 340 MB after 1,000 first checks; more threads than cores only queue on them)
         self._kdf_slots = anyio.CapacityLimiter(KDF_THREADS)
+        # a device needs one KDF check per gateway process; wrong secrets under a known token id get a few
+        self.kdf_budget = DeviceRateLimit(KDF_CHECKS)
 
     def retry_headers(self, seconds: float | None = None) -> dict[str, str]:
         return {
@@ -152,7 +155,16 @@ class Gateway:
             raise Refusal(401, "unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
         if self.store.is_cached(token):
             cred = self.store.verify(token)
-        else:  # the KDF takes milliseconds: keep it off the event loop
+        else:  # the KDF takes milliseconds: keep it off the event loop, and ration it per token id
+            parts = split_token(token)
+            wait_s = self.kdf_budget.hit(parts[0]) if parts else 0.0
+            if wait_s > 0:
+                raise Refusal(
+                    429,
+                    "credential_checks",
+                    f"too many failed checks of token id {parts[0]} (limit {KDF_CHECKS})",
+                    self.retry_headers(wait_s),
+                )
             cred = await anyio.to_thread.run_sync(self.store.verify, token, limiter=self._kdf_slots)
         if cred is None:
             raise Refusal(

@@ -76,6 +76,10 @@ def test_missing_forged_and_malformed_tokens_are_401_and_publish_nothing(gw: Gw)
         assert r.headers["www-authenticate"] == "Bearer"
         assert r.json()["error"] == "unauthorized"
     assert metric(gw.metrics(), "gateway_refused_requests_total", reason="unauthorized") - before == 5
+    # guessing secrets under a known token id: each guess costs a KDF run, so only a few are checked
+    codes = [gw.post("/v1/sensor-blocks", body, forged).status_code for _ in range(12)]
+    # 10 a minute: two were spent above (the forged secret, the token with a character added)
+    assert codes == [401] * 8 + [429] * 4, codes
     assert of_device(topic_events(gw.bootstrap, "sensor_blocks"), "r0102.foot_left") == []
     assert _letters(gw, "r0102.foot_left") == []  # unauthenticated bodies are not read
 

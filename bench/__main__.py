@@ -14,6 +14,7 @@ BENCHES = [
     "bench.simulate_bench",
     "bench.nightly_bench",
     "bench.runners_bench",
+    "bench.gateway_bench",
 ]
 
 

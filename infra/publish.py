@@ -12,9 +12,11 @@ import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import NamedTuple
 
 from kafka.partitioner import DefaultPartitioner
 from kafka.partitioner.default import murmur2
@@ -32,6 +34,16 @@ TOPIC_KEY_BY_TYPE: dict[type, str] = {
     RunnerProfile: "runner_profiles",
     DeadLetter: "dead_letters",
 }
+
+
+class Prepared(NamedTuple):
+    """A validated, encoded record ready to send: the event itself (``rejection`` None) or the dead
+    letter that replaces it (``rejection`` says why)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    rejection: Rejection | None
 
 
 @dataclass
@@ -256,15 +268,10 @@ class Publisher:
         self.counts = PublishCounts()
         self._topics = {cls: topics.topic(key) for cls, key in TOPIC_KEY_BY_TYPE.items()}
 
-    def _send(self, event: Event, value: bytes) -> None:
-        name = self._topics[type(event)]
-        self.producer.send(name, key=event.key, value=value)
-        self.counts.by_topic[name] += 1
-        self.counts.bytes_sent += len(value)
-
-    def publish(self, event: Event, source_file: str | None = None) -> Rejection | None:
-        """Validate and send ``event``; on rejection send a dead letter instead and return the reason."""
-        self.counts.received += 1
+    def prepare(self, event: Event, source_file: str | None = None) -> Prepared:
+        """Validate and encode ``event`` without sending it: the record :meth:`publish` would send (the
+        event, or its dead letter when rejected). For callers that must see a whole batch pass the door
+        before any of it is sent (the gateway's all-or-nothing requests)."""
         rejection = check(event, now_us=self.now_us)
         try:
             value = encode(event)
@@ -272,22 +279,43 @@ class Publisher:
             rejection = rejection or Rejection("bad_type", f"cannot encode {type(event).__name__}: {exc}")
             value = repr(event).encode()[:65536]
         if rejection is None:
-            self._send(event, value)
-            self.counts.accepted += 1
-            return None
-        self.dead_letter(make_dead_letter(rejection, self.stage, value, event, source_file=source_file))
-        return rejection
+            return Prepared(self._topics[type(event)], event.key, value, None)
+        return self.prepare_letter(
+            make_dead_letter(rejection, self.stage, value, event, source_file=source_file)
+        )
+
+    def prepare_letter(self, letter: DeadLetter) -> Prepared:
+        """The record of a dead letter (an input that never became an event, e.g. a corrupt file)."""
+        return Prepared(
+            self._topics[DeadLetter], letter.key, encode(letter), Rejection(letter.reason, letter.detail)
+        )
+
+    def send_prepared(self, records: Sequence[Prepared]) -> list:
+        """Send prepared records in order and count them (each once as received, then as accepted or
+        dead-lettered). Returns the producer's futures (``None`` items with ``producer_process``)."""
+        futures = []
+        counts = self.counts
+        for rec in records:
+            futures.append(self.producer.send(rec.topic, key=rec.key, value=rec.value))
+            counts.received += 1
+            counts.by_topic[rec.topic] += 1
+            counts.bytes_sent += len(rec.value)
+            if rec.rejection is None:
+                counts.accepted += 1
+            else:
+                counts.dead_lettered += 1
+                counts.by_reason[rec.rejection.reason] += 1
+        return futures
+
+    def publish(self, event: Event, source_file: str | None = None) -> Rejection | None:
+        """Validate and send ``event``; on rejection send a dead letter instead and return the reason."""
+        rec = self.prepare(event, source_file)
+        self.send_prepared((rec,))
+        return rec.rejection
 
     def reject(self, letter: DeadLetter) -> None:
         """Dead-letter an input that never became an event (e.g. a corrupt file): counted as received."""
-        self.counts.received += 1
-        self.dead_letter(letter)
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        """Send a dead letter (counted once as dead-lettered)."""
-        self._send(letter, encode(letter))
-        self.counts.dead_lettered += 1
-        self.counts.by_reason[letter.reason] += 1
+        self.send_prepared((self.prepare_letter(letter),))
 
     def flush(self) -> None:
         self.producer.flush()

@@ -52,6 +52,11 @@ class Paths:
         return self.root / "gluteflow.duckdb"
 
     @property
+    def devices_db(self) -> Path:
+        """The gateway's device credentials (SQLite; salted scrypt hashes only, never a token)."""
+        return self.root / "gateway" / "devices.sqlite"
+
+    @property
     def quality(self) -> Path:
         return self.root / "quality"
 

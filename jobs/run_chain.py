@@ -7,6 +7,7 @@ a user typing the steps would do.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -58,6 +59,7 @@ def plan_steps(
     duration_scale: float,
     block_s: int,
     stories: bool = True,
+    via: str | None = None,
 ) -> list[Step]:
     last = start + dt.timedelta(days=days - 1)
     steps = [
@@ -79,6 +81,7 @@ def plan_steps(
                 "--block-seconds",
                 str(block_s),
                 "--stories" if stories else "--no-stories",
+                *(["--via", via] if via else []),
             ],
         ),
     ]
@@ -112,17 +115,30 @@ def run_chain(
     block_s: int = 1,
     say: Callable[[str], None] = print,
     stories: bool = True,
+    via_gateway: bool = False,
 ) -> ChainResult:
-    """Run every step; raise RuntimeError naming the step that failed. Stops the broker it started."""
+    """Run every step; raise RuntimeError naming the step that failed. Stops the broker it started.
+    ``via_gateway``: the fleet goes through a ``gluteflow gateway`` started (and stopped) here."""
     result = ChainResult()
     env = dict(os.environ, **{ENV_DATA_DIR: str(paths.root)})
     exe = [sys.executable, "-m", "jobs.cli"]
-    with broker.running_broker(paths) as info:
+    with broker.running_broker(paths) as info, contextlib.ExitStack() as stack:
         result.started_broker = info.started_here
         where = "external cluster" if info.external else f"embedded Tansu, pid {info.pid}"
         say(f"[bold]broker[/] {info.bootstrap} ({where})")
         topics.apply(info.bootstrap)
-        for step in plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s, stories):
+        via = None
+        if via_gateway:
+            from gateway.server import gateway_process
+
+            # the whole simulated fleet is one client: the per-device limit is for real devices
+            gw = stack.enter_context(
+                gateway_process(env, paths.root / "gateway" / "gateway.log", ["--rate-limit", "1000/second"])
+            )
+            via = gw.url
+            say(f"[bold]gateway[/] {gw.url} (pid {gw.pid}, log {gw.log_file})")
+        steps = plan_steps(runners, days, start, seed, fit_files, duration_scale, block_s, stories, via=via)
+        for step in steps:
             say(f"\n[bold cyan]== {step.name}[/]  gluteflow {' '.join(step.args)[:160]}")
             t0 = time.perf_counter()
             code = subprocess.call(exe + step.args, env=env)

@@ -72,6 +72,9 @@ REASONS: dict[str, str] = {
     "bad_sequence": "negative sequence number",
     "late": "arrived after the allowed lateness",
     "corrupt_file": "an uploaded file could not be decoded",
+    "invalid_id": "a runner, device or session id breaks the id rule (schemas/ids.py)",
+    "forbidden": "an event names a device or runner its credential is not bound to",
+    "bad_request": "a request body that is not a whole sequence of framed messages",
 }
 
 

@@ -11,4 +11,5 @@ COMMAND_MODULES: list[str] = [
     "jobs.commands.counts_cmd",
     "jobs.commands.nightly_cmd",
     "jobs.commands.sql_cmd",
+    "jobs.commands.gateway_cmd",
 ]

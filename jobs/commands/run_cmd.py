@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
             help="Runners r0000-r0004 follow storylines (distance spike, rising calf dominance, pelvic drop, "
             "asymmetry, chronic glute under-activation): see jobs/simulate/stories.py.",
         ),
+        via_gateway: bool = typer.Option(
+            False, "--via-gateway", help="Send the simulated fleet through a gateway started for the run."
+        ),
     ) -> None:
         """Start the embedded broker, simulate a fleet, import FIT files, run stream, daily and nightly
         jobs, build the DuckDB catalog and the report, print counts and an example query, stop the broker."""
@@ -74,6 +77,7 @@ def register(app: typer.Typer) -> None:
                 duration_scale,
                 say=console.print,
                 stories=stories,
+                via_gateway=via_gateway,
             )
         except RuntimeError as exc:
             fail(str(exc))

@@ -31,6 +31,20 @@ def register(app: typer.Typer) -> None:
             help="Give runners r0000-r0004 the storylines of jobs/simulate/stories.py (a distance spike, "
             "rising calf dominance, pelvic drop, asymmetry, chronic glute under-activation).",
         ),
+        via: str = typer.Option(
+            None,
+            "--via",
+            help="Send through the gateway at this URL (e.g. http://127.0.0.1:8470) instead of to Kafka; "
+            "devices are registered in this data dir's device store, which the gateway must share.",
+        ),
+        ca_cert: str = typer.Option(None, "--ca-cert", help="CA bundle to verify an https --via gateway."),
+        via_batch: int = typer.Option(
+            64,
+            "--via-batch",
+            min=1,
+            help="With --via: events buffered before sending, one request per device. 1 keeps the exact order "
+            "the direct producer sends in (one event per request, slow).",
+        ),
     ) -> None:
         """Simulate N runners over D days: profiles, session markers, sensor blocks and watch records
         through the validating Publisher; truth Parquet under <data-dir>/truth."""
@@ -39,8 +53,11 @@ def register(app: typer.Typer) -> None:
         paths = paths_from(ctx)
         first = parse_date(start, "--start")
         try:
-            bootstrap = broker.bootstrap_servers(paths)
-            topics.apply(bootstrap)
+            client = _gateway_client(via, ca_cert, paths, via_batch) if via else None
+            bootstrap = None
+            if client is None:
+                bootstrap = broker.bootstrap_servers(paths)
+                topics.apply(bootstrap)
             summary = simulate_fleet(
                 bootstrap,
                 paths,
@@ -52,9 +69,14 @@ def register(app: typer.Typer) -> None:
                 duration_scale=duration_scale,
                 block_s=block_s,
                 stories=stories,
+                publisher=client,
             )
         except (broker.BrokerError, ValueError) as exc:
             fail(str(exc))
+        except Exception as exc:  # the gateway refused or could not be reached
+            if client is None:
+                raise
+            fail(f"through {via}: {type(exc).__name__}: {exc}")
         c = summary.counts
         console.print(
             f"[green]simulated[/] {summary.runners} runners x {summary.days} days: {summary.sessions} sessions, "
@@ -72,3 +94,10 @@ def register(app: typer.Typer) -> None:
         )
         if not c.reconciles():
             fail("publish counts do not reconcile (received != accepted + dead-lettered)")
+
+
+def _gateway_client(url: str, ca_cert: str | None, paths, batch: int):
+    from gateway.client import GatewayClient
+    from gateway.credentials import DeviceStore
+
+    return GatewayClient(url, DeviceStore(paths.devices_db), max_events=batch, verify=ca_cert or True)

@@ -544,6 +544,7 @@ def simulate_fleet(
     publisher_stage: str = "simulate",
     block_s: int = 1,
     stories: bool = False,
+    publisher: Publisher | None = None,
 ) -> SimulationSummary:
     """Simulate ``runners`` runners over ``days`` local dates and produce every event through
     :class:`~infra.publish.Publisher` (validated, keyed by runner); write truth to ``paths.truth``.
@@ -564,6 +565,8 @@ def simulate_fleet(
     block_s : seconds of samples per SensorBlock (integer 1-10).
     stories : give the first runners the storylines of :mod:`jobs.simulate.stories` (a distance spike,
         rising calf dominance, pelvic drop, asymmetry, chronic glute under-activation).
+    publisher : what to publish through instead of a Publisher on ``bootstrap`` (e.g. a
+        :class:`gateway.client.GatewayClient`: the fleet through the HTTP gateway).
     """
     if not 1 <= int(block_s) <= 10:
         raise ValueError("block_s must be an integer number of seconds in 1..10")
@@ -620,7 +623,7 @@ def simulate_fleet(
     )
     with (
         TruthWriter(paths.truth) as truth,
-        Publisher(bootstrap, publisher_stage, producer_process=True) as pub,
+        publisher or Publisher(bootstrap, publisher_stage, producer_process=True) as pub,
         bar,
     ):
         task = bar.add_task("simulate", total=total_s, info="")

@@ -54,6 +54,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from kafka import TopicPartition
 
 from infra import topics
+from infra.job_lock import exclusive
 from infra.kafka_io import make_consumer, make_producer
 from infra.settings import Paths
 from infra.worker_pool import WorkerPool
@@ -559,9 +560,11 @@ def run(
     """
     if opts.kafka_reader == "java" and shutil.which("java") is None:
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
-    topics.apply(opts.bootstrap)
-    with WorkerPool(opts.n_workers) as pool:  # forked on first use, kept for every batch
-        return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
+    # issue 13: one stream job per data dir (a second one would share the staging dirs)
+    with exclusive(stream_dir(opts.paths) / "lock", f"a stream job on data dir {opts.paths.root}"):
+        topics.apply(opts.bootstrap)
+        with WorkerPool(opts.n_workers) as pool:  # forked on first use, kept for every batch
+            return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
 
 
 def _run_batches(

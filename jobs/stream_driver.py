@@ -445,6 +445,7 @@ def _run_shard(
         staging=str(staging),
         batch=batch,
         shard=k,
+        dead_letters_dir=str(opts.paths.table("dead_letters")),
     ).write(manifest_path)
     key = (str(manifest_path), opts.params, opts.kafka_reader)
     pipeline = _PIPELINES.get(key) if opts.kafka_reader == "python" else None

@@ -33,6 +33,7 @@ class ShardManifest:
     staging: str
     batch: int
     shard: int
+    dead_letters_dir: str = ""  # the lake's dead_letters table (own letters are verified there)
 
     def write(self, path: Path) -> Path:
         """Atomic replace (tmp + rename): a reader never sees half a manifest."""
@@ -45,6 +46,7 @@ class ShardManifest:
             "staging": self.staging,
             "batch": self.batch,
             "shard": self.shard,
+            "dead_letters_dir": self.dead_letters_dir,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -65,6 +67,7 @@ class ShardManifest:
             staging=doc["staging"],
             batch=int(doc["batch"]),
             shard=int(doc["shard"]),
+            dead_letters_dir=doc.get("dead_letters_dir", ""),
         )
 
     def fill(self, value: Any) -> Any:

@@ -60,6 +60,7 @@ from schemas.events import (
     WatchRecord,
     sample_offsets_us,
 )
+from schemas.validate import Rejection, check_marker_order, check_sequence_order
 
 INF = np.iinfo(np.int64).max // 4
 IMU_ORDER = tuple(IMU_CHANNELS)  # acc_x, acc_y, acc_z, gyr_x, gyr_y, gyr_z
@@ -196,6 +197,7 @@ class SessionState:
     partitions: set[int] = field(default_factory=set)  # Kafka partition indices its events came from
     block_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset of its last block
     ends_after: dict[int, int] = field(default_factory=dict)  # partition -> newest block end after it
+    seq_top: dict[str, tuple[int, int]] = field(default_factory=dict)  # "kind|device" -> (seq, time us)
 
     @property
     def home_partition(self) -> int:
@@ -241,6 +243,7 @@ class Output:
     watch: list[dict] = field(default_factory=list)
     sessions: list[dict] = field(default_factory=list)
     late: list[Item] = field(default_factory=list)
+    rejected: list[tuple[Item, Rejection]] = field(default_factory=list)  # -> dead letters, with reason
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -529,6 +532,21 @@ def assemble(
 
 
 # ------------------------------------------------------------------------------------------- processor
+def _order_check(state: SessionState, item: Item) -> Rejection | None:
+    """Issue 13: sequence numbers going backwards and session markers out of order (the decisions are
+    :func:`check_sequence_order` / :func:`check_marker_order`); a passing item moves the top."""
+    ev = item.event
+    t = ev.start_time_us if item.kind == "sensor_block" else ev.timestamp_us
+    key = f"{item.kind}|{ev.device_id}"
+    top = state.seq_top.get(key)
+    bad = check_sequence_order(top, ev.seq, t)
+    if bad is None and item.kind == "session_marker":
+        bad = check_marker_order(state.start_marker_us, state.end_marker_us, ev.marker, t)
+    if bad is None and (top is None or ev.seq > top[0]):
+        state.seq_top[key] = (ev.seq, t)
+    return bad
+
+
 def _dedup(state: SessionState, item: Item, out: Output) -> bool:
     ev = item.event
     key = f"{item.kind}|{ev.device_id}"
@@ -607,6 +625,10 @@ def process_session(
     items = sorted(items, key=lambda it: (it.partition, it.offset))
     pending: dict[str, list[SensorBlock]] = {}
     for it in items:
+        bad = _order_check(state, it)  # issue 13
+        if bad is not None:
+            out.rejected.append((it, bad))
+            continue
         if not _dedup(state, it, out):
             continue
         ev = it.event

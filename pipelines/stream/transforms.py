@@ -27,15 +27,16 @@ import pyarrow as pa
 from apache_beam import pvalue
 from apache_beam.utils.timestamp import MIN_TIMESTAMP, Timestamp
 
-from infra.publish import make_dead_letter
+from infra.publish import make_dead_letter, topic_kinds
 from pipelines.io.kafka_source import KafkaMessage, ReadKafkaPartitions
 from pipelines.stream.manifest import ShardManifest
+from pipelines.stream.own_letters import VerifyOwnDeadLetters
 from pipelines.stream.sessionize import INF, Item, PartitionEnds, SessionState, StreamParams, process_session
 from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
 from schemas.tables import SESSIONS, STRIDES, WATCH_RECORDS
-from schemas.validate import Rejection, check, check_block_bodies, check_block_header
+from schemas.validate import Rejection, check, check_block_bodies, check_block_header, check_envelope
 
 NS = "stream"
 STAGE = "stream"
@@ -147,6 +148,7 @@ class DecodeValidateFn(beam.DoFn):
 
     def __init__(self, now_us: int | None = None):
         self.now_us = now_us
+        self.topic_kinds = topic_kinds()
         self.blocks_in = beam.metrics.Metrics.counter(NS, "blocks_in")
         self.messages_in = beam.metrics.Metrics.counter(NS, "messages_in")
 
@@ -170,10 +172,20 @@ class DecodeValidateFn(beam.DoFn):
         self._ends.setdefault(msg.partition, []).append((msg.offset, end_time_us))
         self._group(key, "sensor_block", msg)
 
+    def _envelope(self, msg: KafkaMessage, kind: str, payload_key: bytes) -> Rejection | None:
+        """Issue 13: the message's kind is its topic's, its key the payload's runner id."""
+        return check_envelope(msg.topic, self.topic_kinds.get(msg.topic), kind, msg.key, payload_key)
+
     def _one(self, msg: KafkaMessage):
         self._n_messages += 1
+        # "now" for the future-time check: when the message reached Kafka (a rerun decides the same)
+        now_us = self.now_us if self.now_us is not None else msg.timestamp_ms * 1000
         header = peek_block_header(msg.value)
-        if header is not None and check_block_header(header, now_us=self.now_us) is None:
+        if header is not None and check_block_header(header, now_us=now_us) is None:
+            bad = self._envelope(msg, "sensor_block", header.runner_id.encode())
+            if bad is not None:
+                yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, header)])
+                return
             self._block(msg, (header.runner_id, header.session_id), header.end_time_us)
             return
         try:
@@ -181,7 +193,7 @@ class DecodeValidateFn(beam.DoFn):
         except DecodeError as exc:
             yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
             return
-        bad = check(event, now_us=self.now_us)
+        bad = check(event, now_us=now_us) or self._envelope(msg, event.KIND, event.key)
         if bad is not None:
             yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, event)])
             return
@@ -190,8 +202,8 @@ class DecodeValidateFn(beam.DoFn):
             yield pvalue.TaggedOutput("profiles", event)
             return
         if isinstance(event, DeadLetter):
-            if event.stage == STAGE:  # our own letters are already in the lake
-                beam.metrics.Metrics.counter(NS, "own_dead_letters_skipped").inc()
+            if event.stage == STAGE:  # our own letters are in the lake already: verified there
+                yield pvalue.TaggedOutput("own_dead", self._dead_coords(msg, event))
                 return
             beam.metrics.Metrics.counter(NS, "upstream_dead_letters_archived").inc()
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
@@ -219,6 +231,16 @@ class DecodeValidateFn(beam.DoFn):
         for part, pairs in self._ends.items():
             yield pvalue.TaggedOutput("ends", WindowedValue((part, pairs), MIN_TIMESTAMP, window))
         self._groups, self._ends, self._ts = {}, {}, {}
+
+    @staticmethod
+    def _dead_coords(msg: KafkaMessage, letter: DeadLetter) -> tuple:
+        """An own dead letter to verify: (its row's id, its reason, where it sits, its bytes)."""
+        return (
+            dead_letter_row(letter)["dead_letter_id"],
+            letter.reason,
+            (msg.topic, msg.partition, msg.offset, msg.timestamp_ms * 1000),
+            msg.value,
+        )
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
         return _dead_row(
@@ -254,7 +276,7 @@ class ProcessSessionsFn(beam.DoFn):
                 dead.append(_dead_row(bad, raw, block, topic, part, off, ts_us))
         for kind, part, off, raw, topic, ts_us in entries:
             if kind != "sensor_block":  # decoded and validated before the shuffle
-                items.append(Item(kind, part, off, decode(raw), None, topic, ts_us))
+                items.append(Item(kind, part, off, decode(raw), raw, topic, ts_us))
         if not items and not blobs:  # every message of a new key was rejected: no session to start
             if dead:
                 yield pvalue.TaggedOutput("dead", dead)
@@ -286,8 +308,12 @@ class ProcessSessionsFn(beam.DoFn):
                     it.kafka_ts_us,
                 )
             )
+        for it, bad in out.rejected:  # issue 13: sequence or marker order
+            dead.append(_dead_row(bad, it.raw, it.event, it.topic, it.partition, it.offset, it.kafka_ts_us))
         if dead:
             yield pvalue.TaggedOutput("dead", dead)
+        if not state.seen:  # nothing of this key was ever accepted: no session to carry
+            return
         retention = int(self.params.closed_retention_s * 1e6)
         expired = state.closed and state.closed_at_us is not None and wm > state.closed_at_us + retention
         if not expired:  # sessions closed long ago are forgotten
@@ -423,8 +449,9 @@ class StrideFeatureBatch(beam.PTransform):
                 | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
             )
         decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
-            "dead", "profiles", "upstream_dead", "ends", main="items"
+            "dead", "profiles", "upstream_dead", "ends", "own_dead", main="items"
         )
+        unverified = decoded.own_dead | "VerifyOwnDeadLetters" >> VerifyOwnDeadLetters(manifest)
         previous = manifest | "PreviousMaxima" >> beam.FlatMap(lambda m: m.previous_partition_max.items())
         maxima = decoded.ends | "PartitionWatermarks" >> PartitionWatermarks(previous)
         wm = maxima | "MinusLateness" >> beam.MapTuple(lambda part, v: (part, v - lateness))
@@ -440,7 +467,12 @@ class StrideFeatureBatch(beam.PTransform):
                 ProcessSessionsFn(self.params), pvalue.AsDict(wm), pvalue.AsDict(ends_index)
             ).with_outputs("strides", "watch", "sessions", "dead", "state")
         )
-        dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
+        dead = (
+            decoded.dead,
+            processed.dead,
+            decoded.upstream_dead,
+            unverified,
+        ) | "AllDeadLetters" >> beam.Flatten()
         runners = (
             decoded.profiles
             | "LatestProfiles"

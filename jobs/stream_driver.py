@@ -55,7 +55,15 @@ from kafka import TopicPartition
 
 from infra import topics
 from infra.job_lock import exclusive
-from infra.kafka_io import make_consumer, make_producer
+from infra.kafka_io import (
+    RESET_CHOICES,
+    OffsetsOutOfRange,
+    describe_invalid_offsets,
+    invalid_offsets,
+    make_consumer,
+    make_producer,
+    topic_ids,
+)
 from infra.settings import Paths
 from infra.worker_pool import WorkerPool
 from pipelines import beam_patches
@@ -94,6 +102,8 @@ class StreamOptions:
     # multi_processing modes were measured slower here). 0 = one per core, at most 4.
     workers: int = 0
     split_offsets: int = 0
+    # where checkpointed offsets no longer point into the log: None = stop and say so (issue 13)
+    reset_offsets: str | None = None  # earliest | latest
 
     @property
     def n_workers(self) -> int:
@@ -325,6 +335,7 @@ class BatchPlan:
     offsets: dict
     backlog: int
     partition_counts: dict[str, int]
+    topic_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -337,10 +348,11 @@ class Shard:
     owned: frozenset[int] | None
 
 
-def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
+def plan_ranges(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> BatchPlan:
     """Offset ranges for the next batch, capped to ``max_batch_bytes`` by the mean message size."""
     names = [topics.topic(key) for key in INPUT_TOPIC_KEYS]
     begins, ends, sizes = _high_watermarks(opts.bootstrap, names)
+    ckpt, ids = _checked_offsets(opts, ckpt, begins, ends, names, log)  # issue 13
     counts: dict[str, int] = {}
     backlog: dict[tuple[str, int], tuple[int, int]] = {}
     for tp, end in ends.items():
@@ -365,7 +377,32 @@ def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
         stop = min(e, s + n)
         specs.append(PartitionSpec(opts.bootstrap, name, p, s, stop, opts.split_offsets))
         offsets.setdefault(name, {})[str(p)] = stop
-    return BatchPlan(specs, offsets, total, counts)
+    return BatchPlan(specs, offsets, total, counts, ids)
+
+
+def _checked_offsets(
+    opts: StreamOptions, ckpt: dict, begins: dict, ends: dict, names: list[str], log: Callable[[str], None]
+) -> tuple[dict, dict[str, str]]:
+    """The checkpoint with its offsets checked against the broker's log (topic ids, ends, beginnings):
+    stop with :class:`OffsetsOutOfRange`, or with ``opts.reset_offsets`` move just the invalid ones to
+    the earliest / latest offset and commit that at once. Returns ``(checkpoint, topic ids now)``."""
+    ids = topic_ids(opts.bootstrap, names)
+    flat_begins = {(tp.topic, tp.partition): o for tp, o in begins.items()}
+    flat_ends = {(tp.topic, tp.partition): o for tp, o in ends.items()}
+    bad = invalid_offsets(ckpt["offsets"], ckpt.get("topic_ids", {}), flat_begins, flat_ends, ids)
+    if not bad:
+        return ckpt, ids
+    if opts.reset_offsets not in RESET_CHOICES:
+        raise OffsetsOutOfRange(describe_invalid_offsets(opts.bootstrap, bad))
+    to = flat_begins if opts.reset_offsets == "earliest" else flat_ends
+    offsets = {t: dict(parts) for t, parts in ckpt["offsets"].items()}
+    for t, p in bad:
+        offsets[t][str(p)] = to[(t, p)]
+    ckpt = {**ckpt, "offsets": offsets, "topic_ids": ids, "reset_at_us": time.time_ns() // 1000}
+    write_checkpoint(opts.paths, ckpt)
+    where = ", ".join(f"{t}[{p}]" for t, p in sorted(bad))
+    log(f"offsets reset to {opts.reset_offsets} for {len(bad)} partition(s) no longer in range: {where}")
+    return ckpt, ids
 
 
 def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
@@ -534,6 +571,7 @@ def run_batch(
         "published": False,
         "avg_bytes": avg,
         "shards": len(shards),
+        "topic_ids": plan.topic_ids,
         "committed_at_us": time.time_ns() // 1000,
     }
     write_checkpoint(paths, new)  # <- commit point
@@ -583,7 +621,7 @@ def _run_batches(
     idle_since = time.monotonic()
     while True:
         ckpt = load_checkpoint(opts.paths)
-        plan = plan_ranges(opts, ckpt)
+        plan = plan_ranges(opts, ckpt, log)
         if plan.specs:
             res = run_batch(opts, ckpt, plan, pool)
             results.append(res)

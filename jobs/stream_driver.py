@@ -54,7 +54,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from kafka import TopicPartition
 
 from infra import topics
-from infra.job_lock import exclusive
+from infra.job_lock import JobLocked, exclusive
 from infra.kafka_io import (
     RESET_CHOICES,
     OffsetsOutOfRange,
@@ -62,7 +62,9 @@ from infra.kafka_io import (
     invalid_offsets,
     make_consumer,
     make_producer,
+    probe_broker,
     topic_ids,
+    wait_for_broker,
 )
 from infra.settings import Paths
 from infra.worker_pool import WorkerPool
@@ -104,6 +106,8 @@ class StreamOptions:
     split_offsets: int = 0
     # where checkpointed offsets no longer point into the log: None = stop and say so (issue 13)
     reset_offsets: str | None = None  # earliest | latest
+    # how long to wait for a broker that accepts connections but does not answer (paused, overloaded)
+    broker_wait_s: float = 300.0
 
     @property
     def n_workers(self) -> int:
@@ -601,6 +605,7 @@ def run(
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
     # issue 13: one stream job per data dir (a second one would share the staging dirs)
     with exclusive(stream_dir(opts.paths) / "lock", f"a stream job on data dir {opts.paths.root}"):
+        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: one clear line if it is down
         topics.apply(opts.bootstrap)
         with WorkerPool(opts.n_workers) as pool:  # forked on first use, kept for every batch
             return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s)
@@ -620,10 +625,20 @@ def _run_batches(
     finish_publish(opts, ckpt, log, pool)
     idle_since = time.monotonic()
     while True:
+        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: say so while it does not answer
         ckpt = load_checkpoint(opts.paths)
-        plan = plan_ranges(opts, ckpt, log)
+        try:
+            plan = plan_ranges(opts, ckpt, log)
+            res = run_batch(opts, ckpt, plan, pool) if plan.specs else None
+        except (OffsetsOutOfRange, JobLocked):
+            raise
+        except Exception:
+            if probe_broker(opts.bootstrap) is None:
+                raise  # the broker is fine: a real fault
+            wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # raises when it is stopped
+            finish_publish(opts, load_checkpoint(opts.paths), log, pool)  # the commit protocol resumes
+            continue
         if plan.specs:
-            res = run_batch(opts, ckpt, plan, pool)
             results.append(res)
             if on_batch:
                 on_batch(res, plan.backlog)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -48,6 +50,9 @@ def register(app: typer.Typer) -> None:
         runners, dead_letters) and the strides topic. Crash-safe: rerun after any kill."""
         from jobs.stream_driver import StreamOptions, run
         from pipelines.stream.sessionize import StreamParams
+
+        # kafka-python logs every reconnect attempt; the job says once what is wrong with the broker
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
         if kafka_reader not in ("python", "java"):
             fail("--kafka-reader must be python or java")

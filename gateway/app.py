@@ -5,7 +5,7 @@ Every request goes through the same steps, and is refused whole at the first tha
 1. credential (``Authorization: Bearer <token>``): none, unknown, wrong secret or revoked -> 401;
 2. the device's rate limit -> 429 with ``Retry-After``;
 3. content type -> 415, declared or actual body size -> 413 (the body is read only up to the limit);
-4. framing -> 400 ``bad_request``; an id that breaks the id rule -> 400 ``invalid_id``; an event naming
+4. framing -> 400 ``bad_request``; an id that breaks the id rule -> 400 ``bad_id``; an event naming
    another device or runner than the credential's -> 403 ``forbidden``. A request refused here after its
    body was read is published as one dead letter (its bytes, the reason), never as events;
 5. every event is validated and encoded by the Publisher (a bad one becomes a dead letter with its
@@ -110,7 +110,7 @@ class Refusal(Exception):
 _ERRORS = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
-        (400, "malformed body (bad_request) or an id that breaks the id rule (invalid_id)"),
+        (400, "malformed body (bad_request) or an id that breaks the id rule (bad_id)"),
         (401, "no token, or an unknown, wrong or revoked one"),
         (403, "an event names another device or runner than the token's (forbidden)"),
         (413, "body larger than the gateway's limit"),
@@ -292,7 +292,7 @@ def prepare_frames(
             continue
         problem = event_id_problem(event)
         if problem:
-            return Refusal(400, "invalid_id", f"frame {i}: {problem}")
+            return Refusal(400, "bad_id", f"frame {i}: {problem}")
         if event.runner_id != cred.runner_id or event.device_id != cred.device_id:
             return Refusal(
                 403,

@@ -6,6 +6,7 @@ the high watermark of a fetch response instead.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 
@@ -153,3 +154,131 @@ def topic_counts(bootstrap: str, topics: list[str]) -> dict[str, int]:
         return out
     finally:
         consumer.close()
+
+
+# ---------------------------------------------------------------------------------- checkpoint offsets
+#: what ``gluteflow stream --reset-offsets`` may do with offsets that no longer point into the log
+RESET_CHOICES = ("earliest", "latest")
+
+
+class OffsetsOutOfRange(RuntimeError):
+    """Checkpointed offsets that no longer point into their partitions (as Kafka's OffsetOutOfRange)."""
+
+
+def topic_ids(bootstrap: str, names: list[str]) -> dict[str, str]:
+    """Each topic's id (KIP-516): a topic deleted and created again under its name gets a new one."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="gluteflow-topic-ids")
+    try:
+        return {t["name"]: str(t["topic_id"]) for t in admin.describe_topics(names) if t.get("topic_id")}
+    finally:
+        admin.close()
+
+
+def invalid_offsets(
+    committed: dict[str, dict[str, int]],
+    ids_then: dict[str, str],
+    begins: dict[tuple[str, int], int],
+    ends: dict[tuple[str, int], int],
+    ids_now: dict[str, str],
+) -> dict[tuple[str, int], str]:
+    """Partitions whose checkpointed offset (``committed[topic][str(partition)]``) no longer points into
+    the log the broker holds now, with why: the topic was recreated (its id changed), the offset is past
+    the partition's end (the broker lost its messages: the in-memory embedded broker after a restart),
+    or before its beginning (messages deleted by retention before they were read)."""
+    bad: dict[tuple[str, int], str] = {}
+    for (topic, part), end in ends.items():
+        offset = committed.get(topic, {}).get(str(part))
+        if offset is None:
+            continue  # never read: starts at the beginning
+        was, now = ids_then.get(topic), ids_now.get(topic)
+        if was is not None and now is not None and was != now:
+            bad[(topic, part)] = f"topic recreated (id {was[:8]}... is now {now[:8]}...)"
+        elif offset > end:
+            bad[(topic, part)] = f"checkpoint at offset {offset}, the partition ends at {end}"
+        elif offset < begins[(topic, part)]:
+            lost = begins[(topic, part)] - offset
+            bad[(topic, part)] = f"{lost} messages from offset {offset} were deleted before they were read"
+    return bad
+
+
+def describe_invalid_offsets(bootstrap: str, bad: dict[tuple[str, int], str]) -> str:
+    """One readable error: what happened, where, and the two ways on."""
+    shown = "; ".join(f"{t}[{p}]: {why}" for (t, p), why in sorted(bad.items())[:3])
+    more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return (
+        f"the stream checkpoint does not match the broker at {bootstrap} for {len(bad)} partition(s): "
+        f"{shown}{more}. Nothing was read. Rerun with --reset-offsets earliest to read what those partitions "
+        "hold now, or --reset-offsets latest to skip it (see docs/stream.md, 'Offsets out of range')"
+    )
+
+
+# ------------------------------------------------------------------------------------ broker reachable
+class BrokerUnavailable(RuntimeError):
+    """The broker is not running, or did not answer for longer than the job waits."""
+
+
+def probe_broker(bootstrap: str, timeout_s: float = 3.0) -> tuple[bool, str] | None:
+    """``None`` when the broker answers a metadata request within ``timeout_s``; else ``(stopped,
+    why)``: ``stopped`` when nothing listens at any bootstrap address (connection refused), otherwise
+    it accepted the connection but did not answer (paused, overloaded, or not Kafka)."""
+    from kafka import KafkaAdminClient
+
+    refused: list[str] = []
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        except ConnectionRefusedError:
+            refused.append(address)
+        except (OSError, ValueError) as exc:
+            refused.append(f"{address} ({exc})")
+    if len(refused) == len(bootstrap.split(",")):
+        return True, f"connection refused at {', '.join(refused)}"
+    ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="gluteflow-probe",
+            bootstrap_timeout_ms=ms,
+            request_timeout_ms=ms,
+        )
+    except Exception:  # kafka-python raises several types when it cannot bootstrap
+        return (
+            False,
+            f"it accepts connections but did not answer within {timeout_s:g} s (paused or overloaded?)",
+        )
+    try:
+        admin.list_topics()
+    except Exception:
+        return False, f"it did not answer a metadata request within {timeout_s:g} s (paused or overloaded?)"
+    finally:
+        admin.close()
+    return None
+
+
+def wait_for_broker(bootstrap: str, log, max_wait_s: float, poll_s: float = 1.0) -> None:
+    """Return once the broker answers. A stopped broker (refused) raises :class:`BrokerUnavailable` at
+    once; one that does not answer is waited for up to ``max_wait_s``, saying so once, and saying when
+    it answers again."""
+    deadline = time.monotonic() + max_wait_s
+    said = False
+    while (state := probe_broker(bootstrap)) is not None:
+        stopped, why = state
+        if stopped:
+            raise BrokerUnavailable(
+                f"the Kafka broker at {bootstrap} is not running ({why}). Start it (`gluteflow broker start`, "
+                "or your cluster) and rerun: the job resumes from its checkpoint, nothing is lost"
+            )
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(
+                f"the Kafka broker at {bootstrap} did not answer for {max_wait_s:g} s ({why}). Check it and "
+                "rerun: the job resumes from its checkpoint, nothing is lost"
+            )
+        if not said:
+            log(f"waiting for the Kafka broker at {bootstrap}: {why}; giving up after {max_wait_s:g} s")
+            said = True
+        time.sleep(poll_s)
+    if said:
+        log(f"the Kafka broker at {bootstrap} answers again; resuming")

@@ -25,7 +25,7 @@ from infra import topics
 from infra.kafka_io import make_producer
 from schemas.codec import encode
 from schemas.events import DeadLetter, Event, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
-from schemas.validate import Rejection, check
+from schemas.validate import WITHHELD_REASONS, Rejection, check, valid_id
 
 TOPIC_KEY_BY_TYPE: dict[type, str] = {
     SensorBlock: "sensor_blocks",
@@ -44,6 +44,11 @@ class Prepared(NamedTuple):
     key: bytes | None
     value: bytes
     rejection: Rejection | None
+
+
+def topic_kinds() -> dict[str, str]:
+    """Topic name (with this process's prefix) -> the one message kind it carries."""
+    return {topics.topic(key): cls.KIND for cls, key in TOPIC_KEY_BY_TYPE.items()}
 
 
 @dataclass
@@ -78,16 +83,26 @@ def make_dead_letter(
     source_offset: int | None = None,
     now_us: int | None = None,
 ) -> DeadLetter:
-    """Wrap a rejected input in the dead-letter envelope."""
+    """Wrap a rejected input in the dead-letter envelope. Ids outside the id contract are not copied
+    (they become the letter's key and lake columns), and an input holding contact data is withheld:
+    the lake, its files and the logs get pseudonymous ids and bands only."""
+
+    def ident(name: str) -> str | None:
+        value = getattr(event, name, None)
+        return value if valid_id(value) else None
+
+    detail = rejection.detail
+    if rejection.reason in WITHHELD_REASONS:
+        original, detail = b"", f"{detail}; original withheld ({len(original)} bytes, personal data)"
     return DeadLetter(
         reason=rejection.reason,
-        detail=rejection.detail,
+        detail=detail,
         stage=stage,
         original=original,
         dead_lettered_at_us=now_us if now_us is not None else time.time_ns() // 1000,
-        runner_id=getattr(event, "runner_id", None) or None,
-        device_id=getattr(event, "device_id", None) or None,
-        session_id=getattr(event, "session_id", None) or None,
+        runner_id=ident("runner_id"),
+        device_id=ident("device_id"),
+        session_id=ident("session_id"),
         seq=getattr(event, "seq", None) if isinstance(getattr(event, "seq", None), int) else None,
         source_file=source_file,
         source_topic=source_topic,

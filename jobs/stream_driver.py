@@ -59,7 +59,18 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from kafka import TopicPartition
 
 from infra import topics
-from infra.kafka_io import make_consumer, make_producer
+from infra.job_lock import JobLocked, exclusive
+from infra.kafka_io import (
+    RESET_CHOICES,
+    OffsetsOutOfRange,
+    describe_invalid_offsets,
+    invalid_offsets,
+    make_consumer,
+    make_producer,
+    probe_broker,
+    topic_ids,
+    wait_for_broker,
+)
 from infra.procs import die_with_parent
 from infra.settings import Paths
 from pipelines.io.kafka_sink import topic_messages
@@ -93,6 +104,10 @@ class StreamOptions:
     # multi_processing modes were measured slower here). 0 = one per core, at most 4.
     workers: int = 0
     split_offsets: int = 0
+    # where checkpointed offsets no longer point into the log: None = stop and say so (issue 13)
+    reset_offsets: str | None = None  # earliest | latest
+    # how long to wait for a broker that accepts connections but does not answer (paused, overloaded)
+    broker_wait_s: float = 300.0
 
     @property
     def n_workers(self) -> int:
@@ -287,6 +302,7 @@ class BatchPlan:
     #: margin when the batch reads every partition to its end, else the epoch (a backlog: no session
     #: counts as quiet until the job has caught up)
     watermark_us: int = 0
+    topic_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -299,11 +315,12 @@ class Shard:
     owned: frozenset[int] | None
 
 
-def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
+def plan_ranges(opts: StreamOptions, ckpt: dict, log: Callable[[str], None] = print) -> BatchPlan:
     """Offset ranges for the next batch, capped to ``max_batch_bytes`` by the mean message size."""
     names = [topics.topic(key) for key in INPUT_TOPIC_KEYS]
     planned_at_us = time.time_ns() // 1000
     begins, ends, sizes = _high_watermarks(opts.bootstrap, names)
+    ckpt, ids = _checked_offsets(opts, ckpt, begins, ends, names, log)  # issue 13
     counts: dict[str, int] = {}
     backlog: dict[tuple[str, int], tuple[int, int]] = {}
     for tp, end in ends.items():
@@ -330,7 +347,32 @@ def plan_ranges(opts: StreamOptions, ckpt: dict) -> BatchPlan:
         offsets.setdefault(name, {})[str(p)] = stop
     caught_up = total <= budget
     watermark = planned_at_us - int(CAUGHT_UP_WATERMARK_LAG_S * 1e6) if caught_up else 0
-    return BatchPlan(specs, offsets, total, counts, watermark)
+    return BatchPlan(specs, offsets, total, counts, watermark, ids)
+
+
+def _checked_offsets(
+    opts: StreamOptions, ckpt: dict, begins: dict, ends: dict, names: list[str], log: Callable[[str], None]
+) -> tuple[dict, dict[str, str]]:
+    """The checkpoint with its offsets checked against the broker's log (topic ids, ends, beginnings):
+    stop with :class:`OffsetsOutOfRange`, or with ``opts.reset_offsets`` move just the invalid ones to
+    the earliest / latest offset and commit that at once. Returns ``(checkpoint, topic ids now)``."""
+    ids = topic_ids(opts.bootstrap, names)
+    flat_begins = {(tp.topic, tp.partition): o for tp, o in begins.items()}
+    flat_ends = {(tp.topic, tp.partition): o for tp, o in ends.items()}
+    bad = invalid_offsets(ckpt["offsets"], ckpt.get("topic_ids", {}), flat_begins, flat_ends, ids)
+    if not bad:
+        return ckpt, ids
+    if opts.reset_offsets not in RESET_CHOICES:
+        raise OffsetsOutOfRange(describe_invalid_offsets(opts.bootstrap, bad))
+    to = flat_begins if opts.reset_offsets == "earliest" else flat_ends
+    offsets = {t: dict(parts) for t, parts in ckpt["offsets"].items()}
+    for t, p in bad:
+        offsets[t][str(p)] = to[(t, p)]
+    ckpt = {**ckpt, "offsets": offsets, "topic_ids": ids, "reset_at_us": time.time_ns() // 1000}
+    write_checkpoint(opts.paths, ckpt)
+    where = ", ".join(f"{t}[{p}]" for t, p in sorted(bad))
+    log(f"offsets reset to {opts.reset_offsets} for {len(bad)} partition(s) no longer in range: {where}")
+    return ckpt, ids
 
 
 def plan_shards(plan: BatchPlan, n_workers: int) -> list[Shard]:
@@ -387,7 +429,10 @@ def _shard_pipeline(
     )
     restored = p | "Snapshots" >> RestoredSnapshots(restore)
     out = msgs | "SessionStrides" >> SessionStrides(
-        opts.params, event_time_cap_us=plan.watermark_us, restore=restored
+        opts.params,
+        event_time_cap_us=plan.watermark_us,
+        restore=restored,
+        dead_letters_dir=opts.paths.table("dead_letters"),
     )
     existing = p | "ExistingRunners" >> beam.Create(runners)
     pcolls = {name: out[name] for name in OUTPUT_TABLES}
@@ -480,6 +525,7 @@ def run_batch(opts: StreamOptions, ckpt: dict, plan: BatchPlan, pool: Executor |
         "avg_bytes": avg,
         "shards": len(shards),
         "watermark_us": plan.watermark_us,
+        "topic_ids": plan.topic_ids,
         "committed_at_us": time.time_ns() // 1000,
     }
     write_checkpoint(paths, new)  # <- commit point
@@ -514,18 +560,21 @@ def run(
     """
     if opts.kafka_reader == "java" and shutil.which("java") is None:
         raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
-    topics.apply(opts.bootstrap)
-    if opts.n_workers <= 1:
-        return _run_batches(opts, None, once, until_idle_s, on_batch, log, poll_s, drain)
-    # forked (workers share the imported Beam and pyarrow; a spawned one pays ~2 s of imports) and kept
-    # for every batch: a process's first pipeline is its slowest
-    with ProcessPoolExecutor(
-        opts.n_workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_worker_init,
-        initargs=(os.getpid(),),
-    ) as pool:
-        return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s, drain)
+    # issue 13: one stream job per data dir (a second one would share the staging dirs)
+    with exclusive(stream_dir(opts.paths) / "lock", f"a stream job on data dir {opts.paths.root}"):
+        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: one clear line if it is down
+        topics.apply(opts.bootstrap)
+        if opts.n_workers <= 1:
+            return _run_batches(opts, None, once, until_idle_s, on_batch, log, poll_s, drain)
+        # forked (workers share the imported Beam and pyarrow; a spawned one pays ~2 s of imports) and
+        # kept for every batch: a process's first pipeline is its slowest
+        with ProcessPoolExecutor(
+            opts.n_workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        ) as pool:
+            return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s, drain)
 
 
 def _run_batches(
@@ -543,10 +592,20 @@ def _run_batches(
     finish_publish(opts, ckpt, log, pool)
     idle_since = time.monotonic()
     while True:
+        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: say so while it does not answer
         ckpt = load_checkpoint(opts.paths)
-        plan = plan_ranges(opts, ckpt)
+        try:
+            plan = plan_ranges(opts, ckpt, log)
+            res = run_batch(opts, ckpt, plan, pool) if plan.specs else None
+        except (OffsetsOutOfRange, JobLocked):
+            raise
+        except Exception:
+            if probe_broker(opts.bootstrap) is None:
+                raise  # the broker is fine: a real fault
+            wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # raises when it is stopped
+            finish_publish(opts, load_checkpoint(opts.paths), log, pool)  # the commit protocol resumes
+            continue
         if plan.specs:
-            res = run_batch(opts, ckpt, plan, pool)
             results.append(res)
             if on_batch:
                 on_batch(res, plan.backlog)
@@ -560,6 +619,6 @@ def _run_batches(
     if drain and not once:
         ckpt = load_checkpoint(opts.paths)
         if ckpt.get("state_files"):
-            drained = BatchPlan([], ckpt["offsets"], 0, {}, watermark_us=DRAIN_WATERMARK_US)
+            drained = BatchPlan([], ckpt["offsets"], 0, {}, DRAIN_WATERMARK_US, ckpt.get("topic_ids", {}))
             results.append(run_batch(opts, ckpt, drained, pool))
     return results

@@ -69,7 +69,9 @@ def build(p: beam.Pipeline, job: StreamingJob, specs: Sequence[PartitionSpec]) -
             | "PartitionRanges" >> beam.Create(list(specs))
             | "ReadKafka" >> ReadKafkaPartitions(as_lists=True)
         )
-    out = msgs | "SessionStrides" >> SessionStrides(job.params)
+    out = msgs | "SessionStrides" >> SessionStrides(
+        job.params, dead_letters_dir=job.paths.table("dead_letters")
+    )
     tables = {
         name: (job.paths.table(name), schema, ("date",), sort_by)
         for name, (schema, sort_by) in OUTPUT_TABLES.items()

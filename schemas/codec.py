@@ -301,14 +301,16 @@ def decode_record(data: bytes) -> tuple[str, int, dict[str, Any]]:
     """Decode to (kind, writer version, record dict resolved to the latest schema)."""
     kind, version = read_header(data)
     latest = latest_version(kind)
+    body = io.BytesIO(memoryview(data)[HEADER_LEN:])
     try:
         record = fastavro.schemaless_reader(
-            io.BytesIO(memoryview(data)[HEADER_LEN:]),
-            parsed_schema(kind, version),
-            parsed_schema(kind, latest) if version != latest else None,
+            body, parsed_schema(kind, version), parsed_schema(kind, latest) if version != latest else None
         )
     except Exception as exc:  # fastavro raises many types on truncated/corrupt bodies
         raise DecodeError("decode_error", f"{kind} v{version}: {type(exc).__name__}: {exc}") from exc
+    extra = len(data) - HEADER_LEN - body.tell()
+    if extra:  # a valid body followed by more: two messages glued together, a padded buffer
+        raise DecodeError("trailing_bytes", f"{extra} bytes after the end of the {kind} v{version} body")
     return kind, version, record
 
 

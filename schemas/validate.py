@@ -1,21 +1,29 @@
 """Validation at the door: one validator for every producer and for the stream job.
 
 ``check(event)`` returns ``None`` for a valid event or a :class:`Rejection` whose ``reason`` is a
-dead-letter reason code (see schemas/README.md). Checks: required fields, types, ranges, sampling
-rate, array lengths, finite samples, timestamps not far in the future, sequence numbers >= 0.
+dead-letter reason code (see schemas/README.md). Checks: required fields, the id contract
+(:data:`ID_PATTERN`), types, ranges, sampling rate, array lengths, finite samples, timestamps not
+far in the future, sequence numbers >= 0, the profile contract (no contact data, bands only).
+
+Checks that need more than the event, as pure functions for the stream job (issue 13):
+:func:`check_envelope` (the Kafka topic and key a message came with), :func:`check_sequence_order`
+and :func:`check_marker_order` (against what its session has seen so far).
 Per-device sequence continuity (duplicates, gaps) is tracked by :class:`SequenceTracker`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from schemas import ids
 from schemas.events import (
     SAMPLE_RATE_RANGE_HZ,
     SENSOR_CHANNELS,
@@ -27,8 +35,27 @@ from schemas.events import (
     WatchRecord,
 )
 
-#: how far ahead of the validator's clock an event time may be (device clock skew), microseconds
-MAX_FUTURE_US = 24 * 3600 * 1_000_000
+#: how far ahead of "now" an event time may be, microseconds: device clock drift, not a wrong time
+#: zone or a clock set to another day. "Now" is the producer's clock in the publisher and the time the
+#: message reached Kafka (its record timestamp) in the stream job, so a rerun decides the same.
+MAX_FUTURE_US = 15 * 60 * 1_000_000
+#: the one id contract (runner, device, session ids; Kafka keys): 1-64 ASCII letters, digits and
+#: ``. _ : -``. No spaces, ``@`` or ``+``, so no name, e-mail address or phone number fits an id.
+ID_PATTERN = re.compile(ids.ID_PATTERN)  # defined once, in schemas/ids.py
+#: profile contract: a cohort is a club / clinic / study-group label; a birth year is a 5-year band
+COHORT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/&()'+-]{0,63}")
+#: a birth-year band: ``1985-1989`` (5 years), ``1980-1989`` (10 years) or the decade ``1980s``; an exact
+#: year is not a band
+BIRTH_YEAR_BAND = re.compile(r"(?:19|20)\d\d-(?:19|20)\d\d|(?:19|20)\d0s")
+PROFILE_SEXES = ("female", "male", "unknown")
+#: rejections whose input holds personal data: their dead letters keep no copy of it
+WITHHELD_REASONS = frozenset({"contact_data"})
+#: contact data in free text: an e-mail address, or a phone number (9+ digits, separators allowed;
+#: fewer would take "2019-2020" for one)
+CONTACT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "an e-mail address": re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+"),
+    "a phone number": re.compile(r"(?<!\w)\+?\d(?:[\s./()-]*\d){8,}"),
+}
 #: events before this are rejected as implausible (2000-01-01T00:00:00Z)
 MIN_TIME_US = 946_684_800 * 1_000_000
 MAX_BLOCK_SAMPLES = 60_000
@@ -72,9 +99,16 @@ REASONS: dict[str, str] = {
     "bad_sequence": "negative sequence number",
     "late": "arrived after the allowed lateness",
     "corrupt_file": "an uploaded file could not be decoded",
-    "invalid_id": "a runner, device or session id breaks the id rule (schemas/ids.py)",
     "forbidden": "an event names a device or runner its credential is not bound to",
     "bad_request": "a request body that is not a whole sequence of framed messages",
+    "trailing_bytes": "bytes after the end of a valid message body",
+    "bad_id": "an id does not match the id pattern (1-64 of A-Z a-z 0-9 . _ : -)",
+    "wrong_topic": "a message of another kind than its topic carries",
+    "bad_key": "the Kafka key is null or not the payload's runner id",
+    "contact_data": "a name, e-mail address or phone number where the profile contract allows none",
+    "sequence_backwards": "a sequence number at or below one already seen, with a later event time",
+    "session_order": "a session end marker with no start before it, or before its start",
+    "unverified_dead_letter": "a dead letter claiming to be the stream job's own that its lake does not hold",
 }
 
 
@@ -87,11 +121,34 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _shown(value: str, limit: int = 24) -> str:
+    """An offending value for a detail line: escaped, cut (a 10 kB id stays out of logs and tables)."""
+    text = value[:limit].encode("unicode_escape").decode("ascii")
+    return f"'{text}'" + (f"... ({len(value)} chars)" if len(value) > limit else "")
+
+
+def check_id(name: str, value: object) -> Rejection | None:
+    """The id contract (:data:`ID_PATTERN`) for field ``name``."""
+    if not isinstance(value, str) or not value.strip():
+        return Rejection("missing_field", f"{name} is empty")
+    if ID_PATTERN.fullmatch(value) is None:
+        for what, pattern in CONTACT_PATTERNS.items():  # never echo contact data
+            if pattern.search(value):
+                return Rejection("contact_data", f"{name} holds {what} (ids are pseudonymous)")
+        return Rejection("bad_id", f"{name} {_shown(value)} does not match {ID_PATTERN.pattern}")
+    return None
+
+
+def valid_id(value: object) -> bool:
+    """True when ``value`` fits the id contract (what may be copied into a dead letter's ids)."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
 def _common(event: Event, time_us: int | None, now_us: int) -> Rejection | None:
     for name in ("runner_id", "device_id", "session_id"):
-        value = getattr(event, name, None)
-        if not isinstance(value, str) or not value.strip():
-            return Rejection("missing_field", f"{name} is empty")
+        bad = check_id(name, getattr(event, name, None))
+        if bad is not None:
+            return bad
     seq = getattr(event, "seq", None)
     if not isinstance(seq, int) or isinstance(seq, bool):
         return Rejection("bad_type", f"seq must be an int, got {type(seq).__name__}")
@@ -282,19 +339,86 @@ def check(event: Event, *, now_us: int | None = None, samples: np.ndarray | None
             return Rejection("out_of_range", f"total_elapsed_s={event.total_elapsed_s}")
         return None
     if isinstance(event, RunnerProfile):
-        bad = _common(event, event.updated_at_us, now_us)
-        if bad:
-            return bad
-        if not event.cohort or not event.time_zone:
-            return Rejection("missing_field", "cohort and time_zone are required")
-        for name in ("resting_hr_bpm", "max_hr_bpm"):
-            v = getattr(event, name)
-            if v is not None and not (25 <= v <= 250):
-                return Rejection("out_of_range", f"{name}={v} outside 25-250")
-        return None
+        return _common(event, event.updated_at_us, now_us) or check_profile_contract(event)
     if isinstance(event, DeadLetter):
         return None
     return Rejection("unknown_schema", f"not a gluteflow event: {type(event).__name__}")
+
+
+def check_profile_contract(p: RunnerProfile) -> Rejection | None:
+    """The lake promises pseudonymous ids and demographic bands only: a cohort label without contact
+    data, sex from a closed list, a 5-year birth band, an IANA time zone, HR bounds. Details name the
+    field and what it looked like, never its value."""
+    if not p.cohort or not p.time_zone:
+        return Rejection("missing_field", "cohort and time_zone are required")
+    for name in ("cohort", "birth_year_band", "time_zone", "sex"):
+        if not isinstance(getattr(p, name), str):
+            return Rejection("bad_type", f"{name} must be a string")
+    for what, pattern in CONTACT_PATTERNS.items():  # the one free-text field (the others have patterns)
+        if pattern.search(p.cohort):
+            return Rejection("contact_data", f"cohort holds {what}")
+    if COHORT_PATTERN.fullmatch(p.cohort) is None:
+        return Rejection("out_of_range", f"cohort {_shown(p.cohort)} does not match {COHORT_PATTERN.pattern}")
+    if p.sex not in PROFILE_SEXES:
+        return Rejection("out_of_range", f"sex must be one of {', '.join(PROFILE_SEXES)}")
+    band = p.birth_year_band
+    if BIRTH_YEAR_BAND.fullmatch(band) is None or (
+        "-" in band and (int(band[:4]) % 5 or int(band[5:]) - int(band[:4]) not in (4, 9))
+    ):
+        return Rejection("out_of_range", "birth_year_band must be a band like 1985-1989, 1980-1989 or 1980s")
+    try:
+        zoneinfo.ZoneInfo(p.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return Rejection("out_of_range", f"time_zone {_shown(p.time_zone)} is not an IANA zone")
+    for name in ("resting_hr_bpm", "max_hr_bpm"):
+        v = getattr(p, name)
+        if v is not None and not (25 <= v <= 250):
+            return Rejection("out_of_range", f"{name}={v} outside 25-250")
+    return None
+
+
+def check_envelope(
+    topic: str, expected_kind: str | None, kind: str, key: bytes | None, payload_key: bytes
+) -> Rejection | None:
+    """A message's Kafka envelope: its kind is the one its topic carries (``expected_kind``; ``None``:
+    any), and its key is the payload's own (:attr:`Event.key`: the runner id), so one runner's events
+    share a partition and a shard."""
+    if expected_kind is not None and kind != expected_kind:
+        return Rejection("wrong_topic", f"a {kind} on {topic}, which carries {expected_kind} messages")
+    if key is None:
+        return Rejection("bad_key", "null Kafka key (the key must be the runner id)")
+    if key != payload_key:
+        shown = _shown(key.decode("utf-8", "replace"))
+        return Rejection("bad_key", f"Kafka key {shown} is not the payload's runner id")
+    return None
+
+
+def check_sequence_order(top: tuple[int, int] | None, seq: int, time_us: int) -> Rejection | None:
+    """One device's sequence against the highest ``(seq, event time us)`` its session has seen.
+
+    A lower (or equal) number with a *later* event time cannot be a retry or a reordering (those
+    repeat an earlier time): the counter went backwards (a device reset, a reused number), and
+    deduplicating on it would drop new data silently. Lower numbers with earlier times are late or
+    reordered deliveries and pass (the lateness rule decides about blocks)."""
+    if top is not None and seq <= top[0] and time_us > top[1]:
+        return Rejection(
+            "sequence_backwards",
+            f"seq {seq} after seq {top[0]}, but {(time_us - top[1]) / 1e6:.3f} s later in event time",
+        )
+    return None
+
+
+def check_marker_order(
+    start_us: int | None, end_us: int | None, marker: str, time_us: int
+) -> Rejection | None:
+    """A session marker against the session's start and end seen so far (in arrival order)."""
+    if marker == "end" and start_us is None:
+        return Rejection("session_order", "end marker with no start marker before it")
+    if marker == "end" and time_us < start_us:
+        return Rejection("session_order", f"end marker {(start_us - time_us) / 1e6:.3f} s before the start")
+    if marker == "start" and end_us is not None and time_us > end_us:
+        return Rejection("session_order", "start marker after the session's end marker")
+    return None
 
 
 @dataclass

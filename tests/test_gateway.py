@@ -213,10 +213,10 @@ def test_html_and_control_characters_in_ids_are_400_with_one_dead_letter(gw: Gw,
     body = body_of([block])
     r = gw.post("/v1/sensor-blocks", body, token)
     assert r.status_code == 400, r.text
-    assert r.json()["error"] == "invalid_id" and "session_id" in r.json()["detail"]
+    assert r.json()["error"] == "bad_id" and "session_id" in r.json()["detail"]
     assert "<script>" not in r.text and "\x00" not in r.text  # the id is echoed escaped
     assert of_device(topic_events(gw.bootstrap, "sensor_blocks"), device) == []
-    assert [(d.reason, d.original) for d in _letters(gw, device)] == [("invalid_id", body)]
+    assert [(d.reason, d.original) for d in _letters(gw, device)] == [("bad_id", body)]
     with pytest.raises(CredentialError):
         gw.store.register("r0110", bad_id)  # and no credential can carry such an id
 

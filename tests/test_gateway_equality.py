@@ -36,6 +36,8 @@ SIMULATE += ["--duration-scale", "0.05", "--no-progress"]
 TOPIC_KEYS = ("sensor_blocks", "watch_records", "sessions", "runner_profiles", "dead_letters")
 #: lake tables compared whole (dead letters differ in stage and source offsets: compared by reason and event)
 TABLES = ("strides", "watch_records", "sessions", "runners")
+
+
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "jobs.cli", *args],

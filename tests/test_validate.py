@@ -22,7 +22,15 @@ from schemas.events import (
     SessionMarker,
     WatchRecord,
 )
-from schemas.validate import MAX_FUTURE_US, REASONS, SequenceTracker, check
+from schemas.validate import (
+    MAX_FUTURE_US,
+    REASONS,
+    SequenceTracker,
+    check,
+    check_envelope,
+    check_marker_order,
+    check_sequence_order,
+)
 
 NOW = 1_750_000_000_000_000  # fixed validator clock (2025-06-15)
 T0 = NOW - 3_600_000_000
@@ -106,7 +114,10 @@ VALID = {
     "hr_250": watch(heart_rate_bpm=250),
     "marker_end": marker(marker="end", total_elapsed_s=3600.0),
     "profile": profile(),
-    "clock_skew_23h": watch(timestamp_us=NOW + MAX_FUTURE_US - 3_600_000_000),
+    "clock_skew_under_limit": watch(timestamp_us=NOW + MAX_FUTURE_US - 1_000_000),
+    "id_64_chars": watch(runner_id="r" * 64, device_id="garmin-fr935-3912345678", session_id="fit-0a:1.x_y"),
+    "profile_decade_band": profile(birth_year_band="1980s", cohort="Harbour Harriers (U20) 2019-2020"),
+    "profile_10_year_band": profile(birth_year_band="1980-1989", sex="unknown", time_zone="UTC"),
     "dead_letter": DeadLetter("bad_header", "x", "stream", b"\x00", NOW),
 }
 
@@ -155,7 +166,66 @@ BAD = [
     ("profile_no_cohort", profile(cohort=""), "missing_field"),
     ("profile_resting_hr", profile(resting_hr_bpm=10), "out_of_range"),
     ("not_an_event", object(), "unknown_schema"),
+    ("id_65_chars", watch(runner_id="r" * 65), "bad_id"),
+    ("id_10kb", block(session_id="s" * 10_000), "bad_id"),
+    ("id_control_char", marker(device_id="watch\x00-1"), "bad_id"),
+    ("id_newline", watch(runner_id="r1\nINFO forged log line"), "bad_id"),
+    ("id_space", watch(session_id="s 1"), "bad_id"),
+    ("id_email", profile(runner_id="jane.doe@example.com"), "contact_data"),
+    ("id_phone", watch(runner_id="+49 176 1234 5678"), "contact_data"),
+    ("cohort_email", profile(cohort="club of jane.doe@example.com"), "contact_data"),
+    ("cohort_phone", profile(cohort="call +44 7700 900123"), "contact_data"),
+    ("cohort_formula", profile(cohort="=cmd|' /C calc'!A0"), "out_of_range"),
+    ("cohort_too_long", profile(cohort="c" * 65), "out_of_range"),
+    ("profile_exact_year", profile(birth_year_band="1983"), "out_of_range"),
+    ("profile_odd_band", profile(birth_year_band="1983-1987"), "out_of_range"),
+    ("profile_sex_free_text", profile(sex="Jane Doe"), "out_of_range"),
+    ("profile_zone", profile(time_zone="Mars/Olympus"), "out_of_range"),
+    ("profile_zone_path", profile(time_zone="../../etc/passwd"), "out_of_range"),
+    ("profile_cohort_int", profile(cohort=7), "bad_type"),
 ]
+
+# the pure checks that need more than the event (the stream job's door and session state)
+CONTEXT_BAD = [
+    ("wrong_topic", check_envelope("t.blocks", "sensor_block", "watch_record", b"r1", b"r1"), "wrong_topic"),
+    ("null_key", check_envelope("t.blocks", "sensor_block", "sensor_block", None, b"r1"), "bad_key"),
+    ("other_key", check_envelope("t.blocks", "sensor_block", "sensor_block", b"r2", b"r1"), "bad_key"),
+    ("seq_reset", check_sequence_order((500, T0 + 500), 3, T0 + 600), "sequence_backwards"),
+    ("seq_reused", check_sequence_order((500, T0 + 500), 500, T0 + 501), "sequence_backwards"),
+    ("end_no_start", check_marker_order(None, None, "end", T0), "session_order"),
+    ("end_before_start", check_marker_order(T0, None, "end", T0 - 1), "session_order"),
+    ("start_after_end", check_marker_order(T0, T0 + 10, "start", T0 + 11), "session_order"),
+]
+CONTEXT_OK = [
+    ("envelope_ok", check_envelope("t.blocks", "sensor_block", "sensor_block", b"r1", b"r1")),
+    ("any_kind_topic", check_envelope("t.x", None, "watch_record", b"r1", b"r1")),
+    ("first_seq", check_sequence_order(None, 7, T0)),
+    ("seq_forward", check_sequence_order((5, T0), 6, T0 + 1)),
+    ("duplicate", check_sequence_order((5, T0), 5, T0)),
+    ("reordered", check_sequence_order((5, T0), 4, T0 - 1)),
+    ("clock_stepped_back", check_sequence_order((5, T0), 6, T0 - 10)),
+    ("end_after_start", check_marker_order(T0, None, "end", T0 + 1)),
+    ("second_start", check_marker_order(T0, None, "start", T0)),
+]
+
+
+@pytest.mark.parametrize("name, rejection, reason", CONTEXT_BAD, ids=[b[0] for b in CONTEXT_BAD])
+def test_context_checks_reject_with_their_reason(name, rejection, reason):
+    assert rejection is not None and rejection.reason == reason and rejection.reason in REASONS
+    assert rejection.detail
+
+
+@pytest.mark.parametrize("name, rejection", CONTEXT_OK, ids=[b[0] for b in CONTEXT_OK])
+def test_context_checks_pass_device_reality(name, rejection):
+    assert rejection is None
+
+
+def test_details_never_echo_contact_data_or_huge_ids():
+    for event in (profile(runner_id="jane.doe@example.com"), profile(cohort="jane.doe@example.com")):
+        assert "jane" not in check(event, now_us=NOW).detail
+    detail = check(block(session_id="s" * 10_000), now_us=NOW).detail
+    assert len(detail) < 200 and "10000 chars" in detail
+    assert "\n" not in check(watch(runner_id="r1\nINFO x"), now_us=NOW).detail
 
 
 @pytest.mark.parametrize("name, event, reason", BAD, ids=[b[0] for b in BAD])
@@ -175,7 +245,7 @@ def test_every_reason_code_is_documented():
 
 def test_check_reason_codes_are_covered_here():
     """Every reason the validator itself can return is triggered by a case above."""
-    produced = {reason for _, _, reason in BAD}
+    produced = {reason for _, _, reason in BAD} | {reason for _, _, reason in CONTEXT_BAD}
     from_validator = {
         "missing_field",
         "bad_type",

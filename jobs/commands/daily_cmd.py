@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One row per runner per local date -> data/lake/daily (reruns replace; a failed quality gate blocks a date)."""
         from pipelines.daily.pipeline import changed_range, partition_snapshot, run_daily, save_state
+        from pipelines.daily.transforms import problems_file_name
 
         paths = paths_from(ctx)
         picked = sum(x is not None and x is not False for x in (date, date_from, since_changes or None))
@@ -62,6 +63,14 @@ def register(app: typer.Typer) -> None:
         )
         if not result.dates:
             console.print("  no runners or sessions in range: nothing written")
+        if result.flagged:  # one runner's bad rows never stop the fleet: say what was left out
+            console.print(f"[yellow]flagged[/] {len(result.flagged)} session(s)/runner(s), left out:")
+            for f in result.flagged:
+                where = f"runner {f['runner_id']}" + (
+                    f", session {f['session_id']}" if f["session_id"] else ""
+                )
+                console.print(f"    - {where}: {f['reason']}: {f['detail']}")
+            console.print(f"  list: {paths.quality / 'daily' / problems_file_name(result.run_id)}")
         for b in result.blocked:
             console.print(f"[bold red]blocked[/] {b['date']} ({b['rows']} rows) by the quality gate:")
             for f in b["failures"]:

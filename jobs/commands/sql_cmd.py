@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import typer
 from rich.table import Table
 
@@ -15,8 +11,10 @@ MAX_ROWS = 200
 
 
 def print_result(con, sql: str, max_rows: int = MAX_ROWS) -> None:  # noqa: ANN001 - duckdb connection
-    """Run ``sql`` and print a rich table (first ``max_rows`` rows)."""
-    cur = con.execute(sql)
+    """Run ``sql`` (reads only, :func:`execute_read`) and print a rich table (first ``max_rows`` rows)."""
+    from pipelines.catalog.analyst import execute_read
+
+    cur = execute_read(con, sql)
     if cur.description is None:
         console.print("ok")
         return
@@ -40,20 +38,18 @@ def register(app: typer.Typer) -> None:
         rebuild: bool = typer.Option(False, "--rebuild", help="rebuild the catalog first"),
         max_rows: int = typer.Option(MAX_ROWS, "--max-rows", help="rows to print per query"),
     ) -> None:
-        """Query the lake through data/gluteflow.duckdb, read-only (see docs/queries.md for examples)."""
+        """Query the lake through data/gluteflow.duckdb, read-only: SELECT and EXPLAIN over the lake's files,
+        nothing else (no COPY/EXPORT, no other file or URL, no extensions; see docs/queries.md)."""
         import duckdb
 
-        from pipelines.catalog.builder import build_catalog, connect_catalog
+        from pipelines.catalog.analyst import connect_read_only
+        from pipelines.catalog.builder import build_catalog
 
         paths = paths_from(ctx)
         if rebuild or not paths.catalog.exists():
             build_catalog(paths)
-        if command is None and shutil.which("duckdb") and os.isatty(0):
-            search = (
-                f"SET file_search_path = '{paths.catalog.resolve().parent}'"  # the views' paths are relative
-            )
-            raise typer.Exit(subprocess.call(["duckdb", "-readonly", "-cmd", search, str(paths.catalog)]))
-        con = connect_catalog(paths.catalog)
+        # always this shell, never the duckdb CLI: its dot commands (.output, .shell) write and run anything
+        con = connect_read_only(paths.catalog, paths.lake)
         try:
             if command is not None:
                 try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -50,14 +52,26 @@ def register(app: typer.Typer) -> None:
             help="Processes per batch, each running the pipeline on its share of the partitions "
             "(0 = one per core, at most 4; 1 = in this process).",
         ),
+        reset_offsets: str = typer.Option(
+            None,
+            "--reset-offsets",
+            help="Where the checkpoint's offsets no longer point into a partition (topic recreated, broker "
+            "restarted with empty topics, messages deleted): start there from the earliest or latest offset. "
+            "Without it the job stops and says so. earliest | latest.",
+        ),
     ) -> None:
         """Kafka sensor blocks -> per-stride features in the lake (strides, watch_records, sessions,
         runners, dead_letters) and the strides topic. Crash-safe: rerun after any kill."""
         from jobs.stream_driver import StreamOptions, run
         from pipelines.stream.sessionize import StreamParams
 
+        # kafka-python logs every reconnect attempt; the job says once what is wrong with the broker
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
         if kafka_reader not in ("python", "java"):
             fail("--kafka-reader must be python or java")
+        if reset_offsets not in (None, "earliest", "latest"):
+            fail("--reset-offsets must be earliest or latest")
         paths = paths_from(ctx)
         try:
             bootstrap = broker.bootstrap_servers(paths)
@@ -76,6 +90,7 @@ def register(app: typer.Typer) -> None:
             params=StreamParams(allowed_lateness_s=allowed_lateness_s),
             kafka_reader=kafka_reader,
             workers=workers,
+            reset_offsets=reset_offsets,
         )
         progress = Progress(
             TextColumn("[bold]stream[/]"),

@@ -98,6 +98,14 @@ def _nan(x: Any) -> float:
     return v
 
 
+class SessionProblem(ValueError):
+    """A session whose rows cannot be summarised: its runner's problem, flagged, never the job's."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 def summarise_session(
     runner_id: str,
     session_id: str,
@@ -115,7 +123,8 @@ def summarise_session(
     - steps: stride rows (each row is one initial contact; x2 when only one foot was instrumented);
       else ``sum(cadence_spm * dt / 60)`` over watch records; else NaN.
 
-    Returns None when the session has no rows at all.
+    Returns None when the session has no rows at all; raises :class:`SessionProblem` when its rows
+    cannot date it (only end markers).
     """
     strides = strides if strides is not None and not strides.empty else None
     watch = watch if watch is not None and not watch.empty else None
@@ -155,6 +164,8 @@ def summarise_session(
             starts.append(int(watch["timestamp"].iloc[0]))
         if strides is not None:
             starts.append(int(strides["ic_time"].min()))
+    if not starts:  # e.g. an end marker alone: nothing says when (on which local date) it was run
+        raise SessionProblem("no_start_time", "no start marker, watch record or stride dates the session")
     start_us = min(starts)
 
     if np.isfinite(total_elapsed):

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from infra.settings import Paths
 from pipelines.daily.compute import LOOKBACK_DAYS
-from pipelines.daily.transforms import DailyJob
+from pipelines.daily.transforms import DailyJob, problems_file_name
 
 __all__ = [
     "INPUT_TABLES",
@@ -59,6 +59,8 @@ class DailyRunResult:
     last: dt.date
     run_id: str
     dates: list[dict] = field(default_factory=list)
+    #: sessions and runners left out because their rows are inconsistent (runner_id, session_id, reason, detail)
+    flagged: list[dict] = field(default_factory=list)
 
     @property
     def blocked(self) -> list[dict]:
@@ -138,7 +140,9 @@ def run_daily(
         client = getattr(result, "client", None)  # DaskRunnerResult holds a distributed.Client
         if client is not None:
             client.close()
-    return DailyRunResult(first, last, run_id, _statuses(paths, first, last, run_id))
+    flagged_file = paths.quality / "daily" / problems_file_name(run_id)
+    flagged = json.loads(flagged_file.read_text())["flagged"] if flagged_file.exists() else []
+    return DailyRunResult(first, last, run_id, _statuses(paths, first, last, run_id), flagged)
 
 
 def _statuses(paths: Paths, first: dt.date, last: dt.date, run_id: str) -> list[dict]:

@@ -82,8 +82,19 @@ class ReadSessionPieces(beam.DoFn):
             yield (str(runner), str(session)), (table, g.reset_index(drop=True))
 
 
+#: the GroupByMonth key under which flagged sessions and runners travel to the writer
+PROBLEMS = "problems"
+
+
+def problem(runner: str, session: str | None, exc: Exception) -> dict:
+    """A flagged session or runner: who, why (a reason code and a readable detail)."""
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    return {"runner_id": runner, "session_id": session, "reason": reason, "detail": str(exc)[:300]}
+
+
 class SummariseSessionFn(beam.DoFn):
-    """((runner, session), pieces) -> (runner_id, ("session", summary dict))."""
+    """((runner, session), pieces) -> (runner_id, ("session", summary dict)), or ("problem", dict) when
+    the session's rows are inconsistent: that runner's session is flagged, the fleet goes on."""
 
     def process(self, element: tuple[tuple[str, str], Iterable[tuple[str, pd.DataFrame]]]) -> Iterator[Any]:
         (runner, session), pieces = element
@@ -91,9 +102,13 @@ class SummariseSessionFn(beam.DoFn):
         for table, df in pieces:
             parts.setdefault(table, []).append(df)
         frames = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
-        summary = compute.summarise_session(
-            runner, session, frames.get("strides"), frames.get("watch_records"), frames.get("sessions")
-        )
+        try:
+            summary = compute.summarise_session(
+                runner, session, frames.get("strides"), frames.get("watch_records"), frames.get("sessions")
+            )
+        except Exception as exc:  # any fault in one session's rows (issue 13): flag it, keep going
+            yield runner, ("problem", problem(runner, session, exc))
+            return
         if summary is not None:
             yield runner, ("session", summary)
 
@@ -130,11 +145,21 @@ class RunnerDailyRowsFn(beam.DoFn):
         for kind, value in items:
             if kind == "session":
                 summaries.append(value)
+            elif kind == "problem":
+                yield PROBLEMS, value
             else:
                 profile = value
-        rows = compute.runner_daily_rows(
-            runner, summaries, profile, dt.date.fromisoformat(self.first), dt.date.fromisoformat(self.last)
-        )
+        try:
+            rows = compute.runner_daily_rows(
+                runner,
+                summaries,
+                profile,
+                dt.date.fromisoformat(self.first),
+                dt.date.fromisoformat(self.last),
+            )
+        except Exception as exc:  # one runner's inconsistent rows (issue 13): flag the runner, not the fleet
+            yield PROBLEMS, problem(runner, None, exc)
+            return
         for rec in rows.to_dict("records"):
             yield rec["date"].isoformat()[:7], rec
 
@@ -143,6 +168,10 @@ def daily_rows_to_arrow(rows: pd.DataFrame) -> pa.Table:
     """Daily rows (pandas) -> Arrow table with the DAILY schema, sorted by date and runner."""
     df = rows.sort_values(["date", *DAILY_SORT], kind="stable").reset_index(drop=True)
     return pa.Table.from_pandas(df[DAILY.names], schema=DAILY, preserve_index=False)
+
+
+def problems_file_name(run_id: str) -> str:
+    return f"problems-{run_id}.json"
 
 
 class ValidateAndPublishFn(beam.DoFn):
@@ -180,11 +209,23 @@ class ValidateAndPublishFn(beam.DoFn):
         )
         tmp.replace(out)
 
+    def _write_problems(self, problems: list[dict]) -> None:
+        """``<quality>/daily/problems-<run_id>.json``: the sessions and runners this run flagged."""
+        out = Path(self.quality_dir) / "daily" / problems_file_name(self.run_id)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        problems = sorted(problems, key=lambda p: (p["runner_id"], p["session_id"] or ""))
+        tmp.write_text(json.dumps({"table": "daily", "run_id": self.run_id, "flagged": problems}, indent=1))
+        tmp.replace(out)
+
     def process(self, element: tuple[str, Iterable[dict]]) -> Iterator[dict]:
         from pipelines.lake import replace_partition
         from pipelines.quality.daily_suite import validate_daily
 
-        _, records = element
+        month, records = element
+        if month == PROBLEMS:
+            self._write_problems(list(records))
+            return
         df = pd.DataFrame(list(records))
         df = df.sort_values(["date", *DAILY_SORT], kind="stable").reset_index(drop=True)
         whole = validate_daily(df[DAILY.names])

@@ -57,6 +57,7 @@ from pipelines.science.gait import detect_gait_events
 from pipelines.science.stride_features import FEATURE_COLUMNS, compute_stride_features, flight_time_ms
 from pipelines.stream.sensors import FOOT_KIND, STRIDE_SENSORS
 from schemas.events import SENSOR_CHANNELS, SensorBlock, SessionMarker, WatchRecord, sample_offsets_us
+from schemas.validate import Rejection, check_marker_order, check_sequence_order
 
 INF = np.iinfo(np.int64).max // 4
 AUX_MARGIN_US = 1_000_000
@@ -221,6 +222,7 @@ class SessionState:
     closed_at_us: int | None = None
     last_arrival_us: int = -INF  # newest Kafka record time of its events (the quiet rule's clock)
     partitions: set[int] = field(default_factory=set)  # Kafka partition indices its events came from
+    seq_top: dict[str, tuple[int, int]] = field(default_factory=dict)  # "kind|device" -> (seq, time us)
 
     @property
     def home_partition(self) -> int:
@@ -264,6 +266,7 @@ class Output:
     watch: list[dict] = field(default_factory=list)
     sessions: list[dict] = field(default_factory=list)
     late: list[Item] = field(default_factory=list)
+    rejected: list[tuple[Item, Rejection]] = field(default_factory=list)  # -> dead letters, with reason
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -531,6 +534,22 @@ def assemble(
 
 
 # ------------------------------------------------------------------------------------------- processor
+def _order_check(state: SessionState, item: Item) -> Rejection | None:
+    """Issue 13: sequence numbers going backwards and session markers out of order (the decisions are
+    :func:`check_sequence_order` / :func:`check_marker_order`); a passing item moves the top."""
+    ev = item.event
+    t = ev.start_time_us if item.kind == "sensor_block" else ev.timestamp_us
+    key = f"{item.kind}|{ev.device_id}"
+    top = state.seq_top.get(key)
+    bad = check_sequence_order(top, ev.seq, t)
+    if bad is None and item.kind == "session_marker":
+        starts, ends = state.device_starts_us, state.device_ends_us  # each device's own markers
+        bad = check_marker_order(starts.get(ev.device_id), ends.get(ev.device_id), ev.marker, t)
+    if bad is None and (top is None or ev.seq > top[0]):
+        state.seq_top[key] = (ev.seq, t)
+    return bad
+
+
 def _dedup(state: SessionState, item: Item, out: Output) -> bool:
     ev = item.event
     key = f"{item.kind}|{ev.device_id}"
@@ -667,6 +686,10 @@ def process_session(
     closing = False
     for it in sorted(items, key=_arrival_order):
         state.partitions.add(it.partition)
+        bad = _order_check(state, it)  # issue 13: sequence numbers going backwards, markers out of order
+        if bad is not None:
+            out.rejected.append((it, bad))
+            continue
         if not _dedup(state, it, out):
             continue
         if state.units and not state.closed and not closing and it.kafka_ts_us > state.last_arrival_us + gap:

@@ -38,14 +38,15 @@ from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateS
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Timestamp
 
-from infra.publish import make_dead_letter
+from infra.publish import make_dead_letter, topic_kinds
 from pipelines.io.kafka_source import KafkaMessage
+from pipelines.stream.own_letters import VerifyOwnDeadLetters
 from pipelines.stream.sessionize import INF, Item, Output, SessionState, StreamParams, process_session
 from schemas.block_reader import peek_block_header, read_block
 from schemas.codec import DecodeError, decode
 from schemas.events import DeadLetter, RunnerProfile, SensorBlock, SessionMarker, WatchRecord
 from schemas.tables import DEAD_LETTERS, SESSIONS, STRIDES, WATCH_RECORDS
-from schemas.validate import Rejection, check, check_block_bodies, check_block_header
+from schemas.validate import Rejection, check, check_block_bodies, check_block_header, check_envelope
 
 NS = "stream"
 STAGE = "stream"
@@ -165,6 +166,7 @@ class DecodeValidateFn(beam.DoFn):
 
     def __init__(self, now_us: int | None = None):
         self.now_us = now_us
+        self.topic_kinds = topic_kinds()
         self.blocks_in = beam.metrics.Metrics.counter(NS, "blocks_in")
         self.messages_in = beam.metrics.Metrics.counter(NS, "messages_in")
 
@@ -186,10 +188,20 @@ class DecodeValidateFn(beam.DoFn):
         self._n_blocks += 1
         self._group(key, "sensor_block", msg)
 
+    def _envelope(self, msg: KafkaMessage, kind: str, payload_key: bytes) -> Rejection | None:
+        """Issue 13: the message's kind is its topic's, its key the payload's runner id."""
+        return check_envelope(msg.topic, self.topic_kinds.get(msg.topic), kind, msg.key, payload_key)
+
     def _one(self, msg: KafkaMessage):
         self._n_messages += 1
+        # "now" for the future-time check: when the message reached Kafka (a rerun decides the same)
+        now_us = self.now_us if self.now_us is not None else msg.timestamp_ms * 1000
         header = peek_block_header(msg.value)
-        if header is not None and check_block_header(header, now_us=self.now_us) is None:
+        if header is not None and check_block_header(header, now_us=now_us) is None:
+            bad = self._envelope(msg, "sensor_block", header.runner_id.encode())
+            if bad is not None:
+                yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, header)])
+                return
             self._block(msg, (header.runner_id, header.session_id))
             return
         try:
@@ -197,7 +209,7 @@ class DecodeValidateFn(beam.DoFn):
         except DecodeError as exc:
             yield pvalue.TaggedOutput("dead", [self._dead(Rejection(exc.reason, exc.detail), msg, None)])
             return
-        bad = check(event, now_us=self.now_us)
+        bad = check(event, now_us=now_us) or self._envelope(msg, event.KIND, event.key)
         if bad is not None:
             yield pvalue.TaggedOutput("dead", [self._dead(bad, msg, event)])
             return
@@ -206,8 +218,8 @@ class DecodeValidateFn(beam.DoFn):
             yield pvalue.TaggedOutput("profiles", event)
             return
         if isinstance(event, DeadLetter):
-            if event.stage == STAGE:  # our own letters are already in the lake
-                beam.metrics.Metrics.counter(NS, "own_dead_letters_skipped").inc()
+            if event.stage == STAGE:  # our own letters are in the lake already: verified there
+                yield pvalue.TaggedOutput("own_dead", self._dead_coords(msg, event))
                 return
             beam.metrics.Metrics.counter(NS, "upstream_dead_letters_archived").inc()
             yield pvalue.TaggedOutput("upstream_dead", [dead_letter_row(event)])
@@ -232,6 +244,16 @@ class DecodeValidateFn(beam.DoFn):
             blob = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
             yield WindowedValue((key, blob), ts, window)
         self._groups, self._ts = {}, {}
+
+    @staticmethod
+    def _dead_coords(msg: KafkaMessage, letter: DeadLetter) -> tuple:
+        """An own dead letter to verify: (its row's id, its reason, where it sits, its bytes)."""
+        return (
+            dead_letter_row(letter)["dead_letter_id"],
+            letter.reason,
+            (msg.topic, msg.partition, msg.offset, msg.timestamp_ms * 1000),
+            msg.value,
+        )
 
     def _dead(self, rejection: Rejection, msg: KafkaMessage, event: Any) -> dict:
         return _dead_row(
@@ -284,6 +306,8 @@ def _outputs(out: Output, dead: list[dict]):
     if out.sessions:
         yield pvalue.TaggedOutput("sessions", pa.Table.from_pylist(out.sessions, schema=SESSIONS))
     dead = dead + _late_rows(out)
+    for it, bad in out.rejected:  # sequence numbers going backwards, markers out of order
+        dead.append(_dead_row(bad, it.raw, it.event, it.topic, it.partition, it.offset, it.kafka_ts_us))
     if dead:
         yield pvalue.TaggedOutput("dead", dead)
 
@@ -344,6 +368,10 @@ class ProcessSessionsFn(beam.DoFn):
         # the executor's watermark already passed the quiet gap: close now, whichever timer fires first
         force_close |= self.cap_us is not None and quiet_at is not None and quiet_at <= self.cap_us
         out = process_session(state, items, self.params, force_close=force_close and not state.closed)
+        if not state.seen:  # nothing of this key was ever accepted: no session to keep
+            session.clear()
+            yield from _outputs(out, dead)
+            return
         session.write(state.to_bytes())
         at = state.quiet_close_at_us(self.params)
         if state.closed and state.closed_at_us is not None:
@@ -405,7 +433,9 @@ class SessionStrides(beam.PTransform):
     lists), ``profiles`` (:class:`RunnerProfile`), ``snapshots`` (row lists, micro-batch only).
 
     ``restore``: a PCollection of ``((runner, session), snapshot bytes)`` from the previous micro-batch;
-    ``event_time_cap_us``: the micro-batch executor's watermark (``None`` on a streaming runner).
+    ``event_time_cap_us``: the micro-batch executor's watermark (``None`` on a streaming runner);
+    ``dead_letters_dir``: the lake's dead_letters table, where letters that say they are this job's own
+    are looked up (a forged one is archived as ``unverified_dead_letter``).
     """
 
     def __init__(
@@ -414,26 +444,32 @@ class SessionStrides(beam.PTransform):
         now_us: int | None = None,
         event_time_cap_us: int | None = None,
         restore=None,
+        dead_letters_dir: str | None = None,
     ):
         super().__init__()
         self.params = params
         self.now_us = now_us
         self.cap_us = event_time_cap_us
         self.restore = restore
+        self.dead_letters_dir = None if dead_letters_dir is None else str(dead_letters_dir)
 
     def expand(self, msgs):
-        # the key's type makes its coder deterministic, as a stateful DoFn's must be
-        decode = beam.ParDo(DecodeValidateFn(self.now_us)).with_output_types(tuple[tuple[str, str], bytes])
-        decoded = msgs | "DecodeValidate" >> decode.with_outputs(
-            "dead", "profiles", "upstream_dead", main="items"
+        decoded = msgs | "DecodeValidate" >> beam.ParDo(DecodeValidateFn(self.now_us)).with_outputs(
+            "dead", "profiles", "upstream_dead", "own_dead", main="items"
         )
+        unverified = decoded.own_dead | "VerifyOwnDeadLetters" >> VerifyOwnDeadLetters(self.dead_letters_dir)
         keyed = decoded.items
         if self.restore is not None:
             keyed = (keyed, self.restore) | "WithRestoredState" >> beam.Flatten()
         processed = keyed | "ProcessSessions" >> beam.ParDo(
             ProcessSessionsFn(self.params, self.cap_us)
         ).with_outputs("strides", "watch", "sessions", "dead", "snapshot")
-        dead = (decoded.dead, processed.dead, decoded.upstream_dead) | "AllDeadLetters" >> beam.Flatten()
+        dead = (
+            decoded.dead,
+            processed.dead,
+            decoded.upstream_dead,
+            unverified,
+        ) | "AllDeadLetters" >> beam.Flatten()
         return {
             "strides": processed.strides,
             "watch_records": processed.watch,

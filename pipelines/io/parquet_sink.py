@@ -130,22 +130,12 @@ class _WriteStateFn(beam.DoFn):
 class _WriteTablesFn(beam.DoFn):
     """``(table, [row lists])`` -> that table's file(s); yields written paths."""
 
-    def __init__(self, tables: dict, manifest_path: str | None = None):
+    def __init__(self, tables: dict):
         self.tables = tables
-        self.manifest_path = manifest_path
-
-    def start_bundle(self):
-        self._manifest = None
-        if self.manifest_path is not None:  # {staging}/{batch}/{shard} of this run, read once
-            from pipelines.stream.manifest import ShardManifest
-
-            self._manifest = ShardManifest.read(self.manifest_path)
 
     def process(self, element):
         name, chunks = element
         kind, args = self.tables[name]
-        if self._manifest is not None:
-            args = tuple(self._manifest.fill(a) for a in args)
         if kind == "parquet":  # chunks are row lists or Arrow tables of the table's schema
             schema = args[1]
             parts = [c if isinstance(c, pa.Table) else pa.Table.from_pylist(c, schema=schema) for c in chunks]
@@ -166,32 +156,36 @@ class WriteTables(beam.PTransform):
     """Several tables in one step: ``{name: PCollection of row lists or Arrow tables}`` -> files.
 
     ``tables[name]`` is ``("parquet", (out_dir, schema, file_name, partition_cols, sort_by))``,
-    ``("state", (path,))`` (Arrow IPC carry-over state) or ``("json", (path,))`` (sorted rows as JSON).
+    ``("state", (path,))`` (Arrow IPC session snapshots) or ``("json", (path,))`` (sorted rows as JSON).
     One Flatten + GroupByKey keyed by table name replaces a combiner per table (Beam's construction
-    and per-stage cost dominate small batches). A table without rows writes no file. With
-    ``manifest_path``, string arguments may hold ``{staging}``, ``{batch}`` and ``{shard}``, filled from
-    that :class:`~pipelines.stream.manifest.ShardManifest` when the files are written.
+    and per-stage cost dominate small batches). A table without rows writes no file.
     """
 
-    def __init__(self, tables: dict, manifest_path: str | os.PathLike | None = None):
+    def __init__(self, tables: dict):
         super().__init__()
-        self.manifest_path = None if manifest_path is None else str(manifest_path)
         self.tables = {
             name: (kind, tuple(str(a) if isinstance(a, os.PathLike) else a for a in args))
             for name, (kind, args) in tables.items()
         }
 
     def expand(self, pcolls: dict):
+        return (
+            pcolls
+            | "AllTables" >> _TaggedByTable()
+            | "ByTable" >> beam.GroupByKey()
+            | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables))
+        )
+
+
+class _TaggedByTable(beam.PTransform):
+    """``{name: PCollection}`` -> one PCollection of ``(name, element)``."""
+
+    def expand(self, pcolls: dict):
         tagged = [
             pcoll | f"Tag_{name}" >> beam.Map(lambda rows, n=name: (n, rows))
             for name, pcoll in sorted(pcolls.items())
         ]
-        return (
-            tagged
-            | "AllTables" >> beam.Flatten()
-            | "ByTable" >> beam.GroupByKey()
-            | "WriteTables" >> beam.ParDo(_WriteTablesFn(self.tables, self.manifest_path))
-        )
+        return tagged | "Flatten" >> beam.Flatten()
 
 
 class _WritePaneFn(beam.DoFn):
@@ -229,13 +223,9 @@ class WriteWindowedTables(beam.PTransform):
     def expand(self, pcolls: dict):
         from apache_beam.transforms import trigger, window
 
-        tagged = [
-            pcoll | f"Tag_{name}" >> beam.Map(lambda rows, n=name: (n, rows))
-            for name, pcoll in sorted(pcolls.items())
-        ]
         return (
-            tagged
-            | "AllTables" >> beam.Flatten()
+            pcolls
+            | "AllTables" >> _TaggedByTable()
             | "FixedWindows"
             >> beam.WindowInto(
                 window.FixedWindows(self.window_s),

@@ -282,3 +282,18 @@ def wait_for_broker(bootstrap: str, log, max_wait_s: float, poll_s: float = 1.0)
         time.sleep(poll_s)
     if said:
         log(f"the Kafka broker at {bootstrap} answers again; resuming")
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float = 10.0) -> None:
+    """Close ``producer``, also when the broker is gone: kafka-python's ``close()`` flushes first and
+    raises on a flush timeout before it reaches its own force close, so the producer stays open and
+    its ``__del__`` prints that traceback again at exit. Here the sender is force-closed instead (the
+    records it held are the caller's to redo: they were reported as not delivered)."""
+    from kafka.errors import KafkaTimeoutError
+
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaTimeoutError:
+        if producer._sender is not None:  # private, for the library's missing force close
+            producer._sender.force_close()
+        producer._closed = True

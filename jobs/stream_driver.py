@@ -59,10 +59,11 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from kafka import TopicPartition
 
 from infra import topics
-from infra.job_lock import JobLocked, exclusive
+from infra.job_lock import exclusive
 from infra.kafka_io import (
     RESET_CHOICES,
     OffsetsOutOfRange,
+    close_producer,
     describe_invalid_offsets,
     invalid_offsets,
     make_consumer,
@@ -188,15 +189,23 @@ def _shard_of_file(rel: str) -> int:
 
 
 def _publish_files(bootstrap: str, files: list[Path]) -> None:
-    """Send the strides and this job's dead letters of ``files`` (lake paths) to their topics."""
-    producer = make_producer(bootstrap, client_id="gluteflow-stream")
+    """Send the strides and this job's dead letters of ``files`` (lake paths) to their topics. A message
+    not delivered raises (issue 13: a broker stopped mid-publish must not leave the batch marked
+    published with its messages lost); the batch is then published again by the next run."""
+    # fail within 45 s instead of kafka-python's 120 s when the broker is gone
+    producer = make_producer(
+        bootstrap, client_id="gluteflow-stream", delivery_timeout_ms=45_000, request_timeout_ms=15_000
+    )
+    failed: list[Exception] = []
     try:
         for dst in files:
             for topic, key, value in topic_messages(dst.parent.parent.name, pq.read_table(dst)):
-                producer.send(topic, key=key, value=value)
-        producer.flush()
+                producer.send(topic, key=key, value=value).add_errback(failed.append)
+        producer.flush(timeout=60)  # kafka-python can wait forever on a broker that is gone
+        if failed:
+            raise RuntimeError(f"{len(failed)} messages of the batch were not delivered: {failed[0]}")
     finally:
-        producer.close()
+        close_producer(producer)
 
 
 def finish_publish(
@@ -243,10 +252,11 @@ def _commit_kafka_offsets(bootstrap: str, offsets: dict, log: Callable[[str], No
                     TopicPartition(t, int(p)): OffsetAndMetadata(int(o), "", -1)
                     for t, parts in offsets.items()
                     for p, o in parts.items()
-                }
+                },
+                timeout_ms=15_000,  # informational: never hang the job on it (a broker gone meanwhile)
             )
         finally:
-            consumer.close()
+            consumer.close(autocommit=False, timeout_ms=5_000)
     except Exception as exc:  # informational only
         log(f"kafka offset commit skipped ({type(exc).__name__}: {exc})")
 
@@ -577,6 +587,27 @@ def run(
             return _run_batches(opts, pool, once, until_idle_s, on_batch, log, poll_s, drain)
 
 
+def _next_batch(
+    opts: StreamOptions, pool: Executor | None, log: Callable[[str], None]
+) -> tuple[BatchPlan, BatchResult | None] | None:
+    """Plan and run the next batch (``(plan, None)`` when there is nothing to read). A broker that does
+    not answer is waited for, saying so; a stopped one raises :class:`BrokerUnavailable` (one line). A
+    batch that failed because the broker went away returns ``None``: the commit protocol redoes it."""
+    wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)
+    ckpt = load_checkpoint(opts.paths)
+    try:
+        plan = plan_ranges(opts, ckpt, log)
+        return plan, (run_batch(opts, ckpt, plan, pool) if plan.specs else None)
+    except OffsetsOutOfRange:
+        raise
+    except Exception:
+        if probe_broker(opts.bootstrap) is None:
+            raise  # the broker answers: a real fault, not an outage
+        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)
+        finish_publish(opts, load_checkpoint(opts.paths), log, pool)
+        return None
+
+
 def _run_batches(
     opts: StreamOptions,
     pool: Executor | None,
@@ -592,19 +623,10 @@ def _run_batches(
     finish_publish(opts, ckpt, log, pool)
     idle_since = time.monotonic()
     while True:
-        wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: say so while it does not answer
-        ckpt = load_checkpoint(opts.paths)
-        try:
-            plan = plan_ranges(opts, ckpt, log)
-            res = run_batch(opts, ckpt, plan, pool) if plan.specs else None
-        except (OffsetsOutOfRange, JobLocked):
-            raise
-        except Exception:
-            if probe_broker(opts.bootstrap) is None:
-                raise  # the broker is fine: a real fault
-            wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # raises when it is stopped
-            finish_publish(opts, load_checkpoint(opts.paths), log, pool)  # the commit protocol resumes
+        step = _next_batch(opts, pool, log)  # issue 13: waits out (or reports) a broker that went away
+        if step is None:
             continue
+        plan, res = step
         if plan.specs:
             results.append(res)
             if on_batch:

@@ -78,7 +78,7 @@ def test_stopped_broker_ends_the_job_with_one_clear_line(own_broker, tmp_path: P
     try:
         _wait_for(lambda: _batch(data) >= 1, "a first batch", proc)
         broker.stop(paths)
-        proc.wait(timeout=120)
+        proc.wait(timeout=200)  # a publish under way gives up after 45 s
     finally:
         if proc.poll() is None:
             proc.kill()

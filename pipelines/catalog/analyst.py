@@ -10,6 +10,7 @@ allowed directory is allowed), so only read statements are run: :data:`READ_STAT
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -34,7 +35,10 @@ def connect_read_only(catalog: Path, lake: Path) -> duckdb.DuckDBPyConnection:
     # the views' lake paths are relative to the catalog's folder (a moved data dir still works)
     con.execute(f"SET file_search_path = {_quote(str(Path(catalog).resolve().parent))}")
     # order matters: allowed_directories can only be set while external access is still enabled
-    con.execute("SET allowed_directories = ?", [[str(Path(lake).resolve()) + "/"]])
+    # the lake, absolute and as the views name it (relative to the catalog's folder; ".." is refused)
+    lake_abs = Path(lake).resolve()
+    lake_rel = os.path.relpath(lake_abs, Path(catalog).resolve().parent)
+    con.execute("SET allowed_directories = ?", [[str(lake_abs) + "/", lake_rel + "/"]])
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con

@@ -14,6 +14,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that
+from apache_beam.utils.timestamp import Timestamp
 from test_stream_job import T0, assert_same_strides, offline
 
 from pipelines.stream.sessionize import StreamParams
@@ -55,7 +56,9 @@ def stream_of(
     for k in range(0, len(msgs), per_bundle):
         chunk = msgs[k : k + per_bundle]
         newest = max(m[5] for m in chunk) / 1000
-        ts = ts.add_elements([beam.window.TimestampedValue(chunk, newest)]).advance_watermark_to(newest)
+        ts = ts.add_elements([beam.window.TimestampedValue(chunk, newest)])
+        if Timestamp.of(newest) > ts.watermarks[None]:  # TestStream's watermark must strictly advance
+            ts = ts.advance_watermark_to(newest)
     if final_watermark_s is not None:
         return ts.advance_watermark_to(final_watermark_s)
     newest = max(m[5] for m in msgs) / 1000
@@ -277,8 +280,12 @@ def test_simulated_fleet_session_equals_the_offline_computation(seed: int, beam_
     announced sensors in its start marker) through the composite equals the offline computation."""
     events = simulated_session_events(seed)
     assert {e.sensor for e in events if isinstance(e, SensorBlock)} >= {"foot_imu", "pelvis_imu", "emg"}
+    arrival, now = [], 0  # sent as recorded: a record's time is its event's end (never earlier than the last)
+    for e in events:
+        now = max(now, (e.end_time_us if isinstance(e, SensorBlock) else e.timestamp_us) // 1000)
+        arrival.append(now)
     run_composite(
         beam_options,
-        stream_of(messages(events), per_bundle=11),
+        stream_of(messages(events, arrival), per_bundle=11),
         {"strides": same_as_offline([(None, events)])},
     )

@@ -98,17 +98,21 @@ def kafka_expansion_service() -> JavaJarExpansionService:
     )
 
 
-def prism_options(streaming: bool = True, extra: Sequence[str] = ()) -> PipelineOptions:
-    """Options for Beam's ``PrismRunner`` with the project's binary; the SDK harness runs in this
-    process (``LOOPBACK``), so transforms see this process's files and environment."""
-    args = [
+def prism_args() -> list[str]:
+    """Beam options for ``PrismRunner`` with the project's binary; the SDK harness runs in this process
+    (``LOOPBACK``), so transforms see this process's files and environment."""
+    return [
         "--runner=PrismRunner",
         f"--prism_location={prism_binary()}",
         "--environment_type=LOOPBACK",
         "--prism_log_level=warn",
         JAVA_PROCESS_EXPERIMENT,  # for cross-language transforms; the Python harness ignores it
     ]
-    return PipelineOptions([*args, *(["--streaming"] if streaming else []), *extra])
+
+
+def prism_options(streaming: bool = True, extra: Sequence[str] = ()) -> PipelineOptions:
+    """:func:`prism_args` as options (``--streaming`` unless ``streaming`` is false, then ``extra``)."""
+    return PipelineOptions([*prism_args(), *(["--streaming"] if streaming else []), *extra])
 
 
 def flink_options(streaming: bool = True, parallelism: int = 1, extra: Sequence[str] = ()) -> PipelineOptions:

@@ -100,7 +100,6 @@ class StreamOptions:
     paths: Paths
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     params: StreamParams = field(default_factory=StreamParams)
-    kafka_reader: str = "python"  # python | java
     # shard processes per batch (each an in-memory FnApiRunner; Beam's multi_threading and
     # multi_processing modes were measured slower here). 0 = one per core, at most 4.
     workers: int = 0
@@ -568,8 +567,6 @@ def run(
     once idle, one more batch with the watermark at infinity closes every open session (as draining a
     streaming job fires its timers); their later blocks are dead-lettered ``late``.
     """
-    if opts.kafka_reader == "java" and shutil.which("java") is None:
-        raise RuntimeError("--kafka-reader=java needs Java and Beam's Kafka expansion service; use python")
     # issue 13: one stream job per data dir (a second one would share the staging dirs)
     with exclusive(stream_dir(opts.paths) / "lock", f"a stream job on data dir {opts.paths.root}"):
         wait_for_broker(opts.bootstrap, log, opts.broker_wait_s)  # issue 13: one clear line if it is down

@@ -61,8 +61,11 @@ def start_specs(bootstrap: str, offsets: dict) -> list[PartitionSpec]:
 
 def build(p: beam.Pipeline, job: StreamingJob, specs: Sequence[PartitionSpec]) -> None:
     """Kafka -> SessionStrides -> windowed lake files + strides and dead-letter topics."""
-    if job.reader == "java":
-        msgs = read_java(p, job.bootstrap, sorted({s.topic for s in specs}))
+    if job.reader == "java":  # Beam's KafkaIO through the project's expansion service (make kafka-expansion)
+        from infra.runners import kafka_expansion_service
+
+        topics_read = sorted({s.topic for s in specs})
+        msgs = read_java(p, job.bootstrap, topics_read, expansion_service=kafka_expansion_service())
     else:
         msgs = (
             p
@@ -92,14 +95,10 @@ def runner_options(pipeline_args: Sequence[str]) -> PipelineOptions:
     args = list(pipeline_args)
     runner = PipelineOptions(args).view_as(StandardOptions).runner or ""
     if runner.endswith("PrismRunner") and not any(a.startswith("--prism_location") for a in args):
-        args = [*_prism_args(), *args]
+        from infra.runners import prism_args
+
+        args = [*prism_args(), *args]
     return PipelineOptions([*args, "--streaming"])
-
-
-def _prism_args() -> list[str]:
-    from infra.runners import prism_binary
-
-    return [f"--prism_location={prism_binary()}", "--environment_type=LOOPBACK", "--prism_log_level=warn"]
 
 
 def run_streaming(

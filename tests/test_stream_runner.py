@@ -20,14 +20,19 @@ def _tables(paths: Paths):
     return read_table(paths.table("strides"), STRIDES), read_table(paths.table("dead_letters"), DEAD_LETTERS)
 
 
-@pytest.mark.timeout(300)
-def test_unbounded_on_prism_equals_the_local_execution(kafka: str, tmp_path) -> None:
-    from infra.runners import RunnerUnavailable, prism_binary
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("reader", ["python", "java"])
+def test_unbounded_on_prism_equals_the_local_execution(kafka: str, tmp_path, reader: str) -> None:
+    """``python``: the project's Kafka SDF; ``java``: Beam's ReadFromKafka (KafkaIO through the
+    project's expansion service, ``make kafka-expansion``)."""
+    from infra.runners import RunnerUnavailable, kafka_expansion_jar, prism_binary
 
     try:
         prism_binary()
+        if reader == "java":
+            kafka_expansion_jar()
     except RunnerUnavailable as exc:
-        pytest.skip(f"Prism is not installed here: {exc}")
+        pytest.skip(f"not installed here: {exc}")
     from jobs.stream_runner import StreamingJob, run_streaming
 
     produce(kafka, [e for _, ev in fleet(3, 40) for e in ev])

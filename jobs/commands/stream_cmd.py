@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         kafka_reader: str = typer.Option(
             "python",
             "--kafka-reader",
-            help="python: splittable DoFn over kafka-python; java: Beam's cross-language ReadFromKafka "
-            "(needs Java and an expansion service).",
+            help="python: splittable DoFn over kafka-python; java (with --runner): Beam's cross-language "
+            "ReadFromKafka (needs Java and an expansion service: make kafka-expansion).",
         ),
         workers: int = typer.Option(
             0,
@@ -83,12 +83,16 @@ def register(app: typer.Typer) -> None:
             return
         if ctx.args:
             fail(f"unknown options {' '.join(ctx.args)} (Beam options need --runner)")
+        if kafka_reader == "java":
+            fail(
+                "--kafka-reader java reads with Beam's cross-language ReadFromKafka, which needs a streaming "
+                "runner: add --runner PrismRunner (or FlinkRunner, DataflowRunner)"
+            )
         opts = StreamOptions(
             bootstrap=bootstrap,
             paths=paths,
             max_batch_bytes=max_batch_bytes,
             params=StreamParams(allowed_lateness_s=allowed_lateness_s),
-            kafka_reader=kafka_reader,
             workers=workers,
             reset_offsets=reset_offsets,
         )
